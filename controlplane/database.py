@@ -1,0 +1,66 @@
+"""The database as the web app sees it: one engine per app, one session per request."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from flask import current_app, g
+
+from tenants.crypto import SecretBox
+from tenants.db import make_engine, make_sessionmaker
+from tenants.platform import Platform
+
+from .config import secret_keys
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def _ensure_sqlite_folder(url):
+    if url.startswith("sqlite:///"):
+        Path(url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+
+
+def init_app(app):
+    url = app.config["DATABASE_URL"]
+    _ensure_sqlite_folder(url)
+    # hide_parameters: SQL errors would otherwise print HA1s and ciphertexts into logs.
+    engine = make_engine(url, hide_parameters=True)
+    platform = Platform(
+        realm=app.config["SIP_REALM"],
+        sip_server=app.config["SIP_SERVER"],
+        box=SecretBox(secret_keys(app.config)),
+    )
+    app.extensions["trunkline"] = {
+        "engine": engine,
+        "sessions": make_sessionmaker(engine, platform),
+    }
+    app.teardown_appcontext(_close_session)
+
+
+def session():
+    """The unit of work of this request. Nothing is saved unless a service commits."""
+    if "db_session" not in g:
+        g.db_session = current_app.extensions["trunkline"]["sessions"]()
+    return g.db_session
+
+
+def _close_session(_exc):
+    s = g.pop("db_session", None)
+    if s is not None:
+        s.close()
+
+
+def alembic_config(url):
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url, revision="head"):
+    _ensure_sqlite_folder(url)
+    command.upgrade(alembic_config(url), revision)
+
+
+def downgrade(url, revision="base"):
+    command.downgrade(alembic_config(url), revision)

@@ -1,0 +1,66 @@
+"""Engines and sessions.
+
+SQLite is the embedded default; PostgreSQL is production. On SQLite every transaction
+starts with BEGIN IMMEDIATE: pysqlite's deferred transactions let two writers both read
+and then fail to upgrade their lock ("database is locked") instead of waiting their turn.
+"""
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import DeclarativeBase, sessionmaker
+
+from .errors import Conflict
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def make_engine(url, **kwargs):
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        _configure_sqlite(engine)
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _configure_sqlite(engine):
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record):
+        # Let SQLAlchemy, not pysqlite, decide when transactions begin (and allow SAVEPOINT).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_sessionmaker(engine, platform):
+    """Sessions carry the platform settings (realm, secret box) that services need, and
+    write the audit log and the edge outbox as part of every commit."""
+    from . import audit, outbox
+
+    factory = sessionmaker(engine, expire_on_commit=False, info={"platform": platform})
+    audit.install(factory)
+    outbox.install(factory)
+    return factory
+
+
+def platform_of(session):
+    return session.info["platform"]
+
+
+def commit(session, conflict_message="conflicts with existing data"):
+    """Commit the unit of work; a constraint that another transaction won is a Conflict."""
+    try:
+        session.commit()
+    except IntegrityError as exc:
+        session.rollback()
+        raise Conflict(conflict_message) from exc

@@ -1,0 +1,120 @@
+"""What an edge knows of each object: the payloads of the outbox (and, later, snapshots).
+
+Each builder loads what its payload needs in one batched query per kind, never one query
+per object.
+"""
+
+from sqlalchemy import select
+from sqlalchemy.orm import joinedload, selectinload
+
+from .models import Extension, Queue, QueueAgent, RingGroup, Tenant
+
+
+def tenant_payload(tenant):
+    return {
+        "trunk_number": tenant.trunk_number,
+        "name": tenant.name,
+        "feature_codes": tenant.feature_codes,
+        "trunks": [{"name": t.name, "gateway": t.gateway} for t in tenant.trunks],
+    }
+
+
+def extension_payload(ext):
+    dual_trunk = ext.dual_trunk.name if ext.dual_trunk is not None else None
+    identities = [
+        {"user_id": ext.sip_user_id, "endpoint": "home",
+         "ha1_md5": ext.ha1_md5, "ha1_sha256": ext.ha1_sha256},
+    ]
+    if ext.remote_registration:
+        identities.append(
+            {"user_id": ext.remote_user_id, "endpoint": "remote",
+             "ha1_md5": ext.remote_ha1_md5, "ha1_sha256": ext.remote_ha1_sha256}
+        )
+    return {
+        "trunk_number": ext.tenant.trunk_number,
+        "number": ext.number,
+        "realm": ext.ha1_realm,
+        "identities": identities,
+        "ring_mode": ext.ring_mode,
+        "dual_registration": {
+            "enabled": ext.dual_enabled,
+            "sip_peer": ext.dual_sip_peer,
+            "external_number": ext.dual_external_number,
+            "trunk": dual_trunk,
+        },
+        "caller_id": {"name": ext.caller_id_name, "number": ext.caller_id_number},
+        "voicemail_enabled": ext.voicemail_enabled,
+        "rings_before_voicemail": ext.rings_before_voicemail,
+        "forwarding": {
+            kind: {
+                "enabled": getattr(ext, f"forward_{kind}_enabled"),
+                "destination": getattr(ext, f"forward_{kind}_destination"),
+            }
+            for kind in ("always", "busy", "no_answer")
+        },
+        "class_of_service": ext.class_of_service,
+        "concurrent_call_limit": ext.concurrent_call_limit,
+        "ring_groups": [g.number for g in ext.ring_groups],
+    }
+
+
+def ring_group_payload(group):
+    return {
+        "trunk_number": group.tenant.trunk_number,
+        "number": group.number,
+        "strategy": group.strategy,
+        "ring_seconds": group.ring_seconds,
+        "members": [m.number for m in group.members],
+    }
+
+
+def queue_payload(queue):
+    return {
+        "trunk_number": queue.tenant.trunk_number,
+        "number": queue.number,
+        "agents": [
+            {"extension": a.extension.number, "endpoint": a.endpoint}
+            for a in sorted(queue.agents, key=lambda a: a.extension.number)
+        ],
+    }
+
+
+class Kind:
+    def __init__(self, name, model, options, payload):
+        self.name, self.model, self.options, self.payload = name, model, options, payload
+
+    def load(self, session, ids):
+        stmt = (
+            select(self.model)
+            .where(self.model.id.in_(ids))
+            .options(*self.options)
+            .execution_options(populate_existing=True)
+        )
+        return session.scalars(stmt).unique().all()
+
+
+KINDS = {
+    k.name: k
+    for k in (
+        Kind("tenant", Tenant, [selectinload(Tenant.trunks)], tenant_payload),
+        Kind(
+            "extension",
+            Extension,
+            [joinedload(Extension.tenant), joinedload(Extension.dual_trunk),
+             selectinload(Extension.ring_groups)],
+            extension_payload,
+        ),
+        Kind(
+            "ring_group",
+            RingGroup,
+            [joinedload(RingGroup.tenant), selectinload(RingGroup.members)],
+            ring_group_payload,
+        ),
+        Kind(
+            "queue",
+            Queue,
+            [joinedload(Queue.tenant), selectinload(Queue.agents).joinedload(QueueAgent.extension)],
+            queue_payload,
+        ),
+    )
+}

@@ -1,0 +1,24 @@
+"""Domain errors. The web layer maps each to one HTTP status in one place."""
+
+
+class DomainError(Exception):
+    def __init__(self, message, *, fields=None):
+        super().__init__(message)
+        self.message = message
+        # {field name: [messages]} for errors that concern the caller's input
+        self.fields = fields or {}
+
+
+class NotFound(DomainError):
+    """The object does not exist, or the caller may not see it (the two look the same)."""
+
+
+class Conflict(DomainError):
+    """The request is valid but clashes with existing state."""
+
+
+class Invalid(DomainError):
+    """Input that only the domain can judge (it needs other rows) is wrong."""
+
+    def __init__(self, field, message):
+        super().__init__(f"{field}: {message}", fields={field: [message]})

@@ -1,0 +1,384 @@
+"""The persistent model of the hosted PBX (SQLAlchemy 2, declarative with Mapped types).
+
+Alembic owns the schema (migrations/); these classes must stay in step with it, which
+tests/test_migrations.py checks.
+"""
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .db import Base
+
+
+def utcnow():
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC datetimes on every backend (SQLite keeps no zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is not None:
+            if value.tzinfo is None:
+                raise ValueError("naive datetime")
+            value = value.astimezone(dt.timezone.utc)
+            if dialect.name == "sqlite":
+                value = value.replace(tzinfo=None)
+        return value
+
+    def process_result_value(self, value, dialect):
+        if value is not None and value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        return value
+
+
+class Role(str, enum.Enum):
+    PLATFORM = "platform"
+    RESELLER = "reseller"
+    TENANT = "tenant"
+
+
+class RingMode(str, enum.Enum):
+    HOME = "home"
+    REMOTE = "remote"
+    BOTH = "both"
+
+
+class Endpoint(str, enum.Enum):
+    HOME = "home"
+    REMOTE = "remote"
+
+
+class ClassOfService(str, enum.Enum):
+    INTERNAL = "internal"
+    LOCAL = "local"
+    NATIONAL = "national"
+    INTERNATIONAL = "international"
+
+
+class RingStrategy(str, enum.Enum):
+    SIMULTANEOUS = "simultaneous"
+    SEQUENTIAL = "sequential"
+
+
+class Reseller(Base):
+    __tablename__ = "resellers"
+    __audit__ = "reseller"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    def audit_scope(self):
+        return {"reseller_id": self.id, "tenant_id": None}
+
+
+class Tenant(Base):
+    __tablename__ = "tenants"
+    __audit__ = "tenant"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    trunk_number: Mapped[str] = mapped_column(String(5), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    reseller_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resellers.id", ondelete="RESTRICT"), index=True
+    )
+    ring_mode_code: Mapped[str] = mapped_column(String(8), default="36")
+    voicemail_code: Mapped[str] = mapped_column(String(8), default="*97")
+    dual_default_ring_mode: Mapped[str] = mapped_column(String(8), default=RingMode.BOTH.value)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    reseller: Mapped[Reseller | None] = relationship(lazy="raise_on_sql")
+    trunks: Mapped[list["TenantTrunk"]] = relationship(
+        back_populates="tenant", order_by="TenantTrunk.name", lazy="raise",
+        cascade="all, delete-orphan", passive_deletes=True,
+    )
+
+    @property
+    def feature_codes(self):
+        return {"ring_mode": self.ring_mode_code, "voicemail": self.voicemail_code}
+
+    def audit_scope(self):
+        return {"reseller_id": self.reseller_id, "tenant_id": self.id}
+
+
+class TenantOwned:
+    """Rows that belong to one tenant: their audit records are the tenant's."""
+
+    def audit_scope(self):
+        return {"reseller_id": None, "tenant_id": self.tenant_id}
+
+
+class TenantTrunk(TenantOwned, Base):
+    """An outbound trunk of a tenant: where calls to external numbers go."""
+
+    __tablename__ = "tenant_trunks"
+    __audit__ = "trunk"
+    __table_args__ = (UniqueConstraint("tenant_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(64))
+    gateway: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(back_populates="trunks", lazy="raise_on_sql")
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+    __audit__ = "api_key"
+    __audit_redact__ = ("secret_hash",)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    # The public half of the key (shown in listings); the secret half is stored as SHA-256.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    reseller_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resellers.id", ondelete="CASCADE"), index=True
+    )
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+
+    tenant: Mapped[Tenant | None] = relationship(lazy="raise_on_sql")
+
+    @property
+    def trunk_number(self):
+        return self.tenant.trunk_number if self.tenant is not None else None
+
+    def audit_scope(self):
+        return {"reseller_id": self.reseller_id, "tenant_id": self.tenant_id}
+
+
+group_subscriptions_table_name = "group_subscriptions"
+
+
+class Extension(TenantOwned, Base):
+    __tablename__ = "extensions"
+    __audit__ = "extension"
+    __audit_redact__ = (
+        "password_enc", "voicemail_pin_hash",
+        "ha1_md5", "ha1_sha256", "remote_ha1_md5", "remote_ha1_sha256",
+    )
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(6))
+    name: Mapped[str] = mapped_column(String(200))
+    caller_id_name: Mapped[str | None] = mapped_column(String(64))
+    caller_id_number: Mapped[str | None] = mapped_column(String(32))
+
+    voicemail_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    voicemail_pin_hash: Mapped[str | None] = mapped_column(String(255))
+    voicemail_email: Mapped[str | None] = mapped_column(String(254))
+    rings_before_voicemail: Mapped[int] = mapped_column(Integer, default=5)
+
+    forward_always_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    forward_always_destination: Mapped[str | None] = mapped_column(String(32))
+    forward_busy_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    forward_busy_destination: Mapped[str | None] = mapped_column(String(32))
+    forward_no_answer_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    forward_no_answer_destination: Mapped[str | None] = mapped_column(String(32))
+
+    class_of_service: Mapped[str] = mapped_column(String(16), default=ClassOfService.NATIONAL.value)
+    concurrent_call_limit: Mapped[int] = mapped_column(Integer, default=2)
+
+    dual_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    dual_sip_peer: Mapped[bool] = mapped_column(Boolean, default=True)
+    dual_external_number: Mapped[str | None] = mapped_column(String(32))
+    # NO ACTION rather than RESTRICT: checked at the end of the statement, so deleting a
+    # tenant may cascade to its trunks and extensions in any order.
+    dual_trunk_id: Mapped[int | None] = mapped_column(ForeignKey("tenant_trunks.id"), index=True)
+    ring_mode: Mapped[str] = mapped_column(String(8), default=RingMode.HOME.value)
+
+    # The one SIP password of both endpoints, encrypted with the platform's secret keys,
+    # and the digest HA1 values of each SIP user ID in the realm they were computed for.
+    password_enc: Mapped[str] = mapped_column(Text)
+    ha1_realm: Mapped[str] = mapped_column(String(255))
+    ha1_md5: Mapped[str] = mapped_column(String(32))
+    ha1_sha256: Mapped[str] = mapped_column(String(64))
+    remote_ha1_md5: Mapped[str] = mapped_column(String(32))
+    remote_ha1_sha256: Mapped[str] = mapped_column(String(64))
+
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="raise_on_sql")
+    dual_trunk: Mapped[TenantTrunk | None] = relationship(lazy="raise_on_sql")
+    ring_groups: Mapped[list["RingGroup"]] = relationship(
+        secondary=group_subscriptions_table_name, back_populates="members",
+        order_by="RingGroup.number", lazy="raise", passive_deletes=True,
+    )
+
+    @property
+    def sip_user_id(self):
+        return self.tenant.trunk_number + self.number
+
+    @property
+    def remote_registration(self):
+        """The remote endpoint exists only while dual registration is on as a SIP peer."""
+        return self.dual_enabled and self.dual_sip_peer
+
+    @property
+    def remote_user_id(self):
+        return self.sip_user_id + "r" if self.remote_registration else None
+
+
+class RingGroup(TenantOwned, Base):
+    __tablename__ = "ring_groups"
+    __audit__ = "ring_group"
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(6))
+    name: Mapped[str] = mapped_column(String(200))
+    strategy: Mapped[str] = mapped_column(String(16), default=RingStrategy.SIMULTANEOUS.value)
+    ring_seconds: Mapped[int] = mapped_column(Integer, default=20)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="raise_on_sql")
+    members: Mapped[list[Extension]] = relationship(
+        secondary=group_subscriptions_table_name, back_populates="ring_groups",
+        order_by="Extension.number", lazy="raise", passive_deletes=True,
+    )
+
+
+class GroupSubscription(Base):
+    __tablename__ = group_subscriptions_table_name
+
+    ring_group_id: Mapped[int] = mapped_column(
+        ForeignKey("ring_groups.id", ondelete="CASCADE"), primary_key=True
+    )
+    extension_id: Mapped[int] = mapped_column(
+        ForeignKey("extensions.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+
+
+class Queue(TenantOwned, Base):
+    __tablename__ = "queues"
+    __audit__ = "queue"
+    __table_args__ = (UniqueConstraint("tenant_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    number: Mapped[str] = mapped_column(String(6))
+    name: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant] = relationship(lazy="raise_on_sql")
+    agents: Mapped[list["QueueAgent"]] = relationship(
+        back_populates="queue", lazy="raise", cascade="all, delete-orphan", passive_deletes=True,
+    )
+
+
+class AgentLogin(Base):
+    """Which endpoint of an extension is the ACD agent. One row per extension, so the
+    database itself refuses a second endpoint while the first is logged in anywhere."""
+
+    __tablename__ = "agent_logins"
+    __table_args__ = (UniqueConstraint("extension_id", "endpoint"),)
+
+    extension_id: Mapped[int] = mapped_column(
+        ForeignKey("extensions.id", ondelete="CASCADE"), primary_key=True
+    )
+    endpoint: Mapped[str] = mapped_column(String(8))
+    logged_in_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class QueueAgent(Base):
+    __tablename__ = "queue_agents"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["extension_id", "endpoint"],
+            ["agent_logins.extension_id", "agent_logins.endpoint"],
+            ondelete="CASCADE",
+        ),
+        Index("ix_queue_agents_extension", "extension_id"),
+    )
+
+    queue_id: Mapped[int] = mapped_column(
+        ForeignKey("queues.id", ondelete="CASCADE"), primary_key=True
+    )
+    extension_id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(8))
+    logged_in_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    queue: Mapped[Queue] = relationship(back_populates="agents", lazy="raise")
+    extension: Mapped[Extension] = relationship(
+        primaryjoin="QueueAgent.extension_id == Extension.id",
+        foreign_keys=[extension_id], lazy="raise", viewonly=True,
+    )
+
+
+class AuditEvent(Base):
+    """Who did what, when. No foreign keys: the record outlives what it describes."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index("ix_audit_events_tenant", "tenant_id", "id"),
+        Index("ix_audit_events_reseller", "reseller_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    actor_role: Mapped[str | None] = mapped_column(String(16))
+    actor_key_id: Mapped[str | None] = mapped_column(String(32))
+    actor_name: Mapped[str | None] = mapped_column(String(200))
+    reseller_id: Mapped[int | None] = mapped_column(Integer)
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    action: Mapped[str] = mapped_column(String(64))
+    object_type: Mapped[str] = mapped_column(String(32))
+    object_id: Mapped[str] = mapped_column(String(64))
+    details: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class OutboxEntry(Base):
+    """A change the edges need, at a version that only grows in commit order."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_tenant", "tenant_id", "version"),)
+
+    version: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    tenant_id: Mapped[int | None] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(64))
+    op: Mapped[str] = mapped_column(String(8))
+    payload: Mapped[dict | None] = mapped_column(JSON)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class OutboxCounter(Base):
+    """One row. Taking the next version locks it until commit, which orders versions by
+    commit time: an edge that has read up to version N never misses a later N-1."""
+
+    __tablename__ = "outbox_counter"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)

@@ -1,0 +1,77 @@
+"""The edge outbox: changes the edges need, written in the transaction that makes them.
+
+Services call :func:`record_change` or :func:`record_deletion`; just before the commit,
+the pending changes of the unit of work become outbox rows. The payload is the state of
+the object at commit time (several changes to one object in one transaction make one
+entry), so an edge that applies an entry twice ends in the same state. A rolled-back
+transaction writes nothing.
+"""
+
+from sqlalchemy import event, insert, update
+
+from .edgeview import KINDS
+from .models import OutboxCounter, OutboxEntry, Tenant
+
+
+def _pending(session):
+    return session.info.setdefault("outbox", {})
+
+
+def object_key(kind, obj):
+    if kind == "tenant":
+        return obj.trunk_number
+    if kind == "extension":
+        return obj.tenant.trunk_number + obj.number
+    return f"{obj.tenant.trunk_number}/{obj.number}"
+
+
+def record_change(session, kind, obj):
+    """The edges must learn the new state of obj (which must already be in the session)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown outbox kind {kind!r}")
+    _pending(session)[(kind, id(obj))] = ("upsert", kind, obj, None)
+
+
+def record_deletion(session, kind, obj):
+    tenant_id = obj.id if isinstance(obj, Tenant) else obj.tenant_id
+    key = object_key(kind, obj)
+    _pending(session)[(kind, id(obj))] = ("delete", kind, key, tenant_id)
+
+
+def _write_pending(session):
+    pending = session.info.pop("outbox", None)
+    if not pending:
+        return
+    session.flush()
+    rows = []
+    upserts = {}
+    for op, kind, target, tenant_id in pending.values():
+        if op == "delete":
+            rows.append({"tenant_id": tenant_id, "kind": kind, "key": target, "op": "delete",
+                         "payload": None})
+        else:
+            upserts.setdefault(kind, []).append(target.id)
+    for kind, ids in upserts.items():
+        spec = KINDS[kind]
+        for obj in spec.load(session, ids):
+            tenant_id = obj.id if kind == "tenant" else obj.tenant_id
+            rows.append({"tenant_id": tenant_id, "kind": kind, "key": object_key(kind, obj),
+                         "op": "upsert", "payload": spec.payload(obj)})
+    if not rows:
+        return
+    # Taking the versions last keeps the counter row locked for as short a time as possible.
+    last = session.execute(
+        update(OutboxCounter)
+        .where(OutboxCounter.id == 1)
+        .values(version=OutboxCounter.version + len(rows))
+        .returning(OutboxCounter.version)
+    ).scalar_one()
+    first = last - len(rows) + 1
+    for offset, row in enumerate(rows):
+        row["version"] = first + offset
+    session.execute(insert(OutboxEntry), rows)
+
+
+def install(session_factory):
+    event.listen(session_factory, "before_commit", _write_pending)
+    event.listen(session_factory, "after_rollback", lambda s: s.info.pop("outbox", None))

@@ -1,0 +1,1 @@
+"""Domain services: one function per command; each commits once or raises."""
