@@ -1,7 +1,7 @@
 """The audit log: every write, and every reveal of a secret, with who did it.
 
-Writes are caught at flush time for every model that declares ``__audit__`` (so no
-service can forget one); columns named in ``__audit_redact__`` show only that they
+Writes are caught at flush time for every model that declares ``__audit__`` (its type)
+and ``__audit_key__`` (the attribute that names it), so no service can forget one; columns named in ``__audit_redact__`` show only that they
 changed. Reveals and other reads worth recording call :func:`record` explicitly.
 The actor is the principal the unit of work runs for (``session.info["principal"]``).
 """
@@ -15,11 +15,7 @@ from .models import AuditEvent, utcnow
 
 
 def _object_id(obj):
-    for attr in ("key_id", "trunk_number", "number", "name"):
-        value = getattr(obj, attr, None)
-        if value is not None:
-            return str(value)
-    return str(obj.id)
+    return str(getattr(obj, obj.__audit_key__))
 
 
 def _jsonable(value):

@@ -83,6 +83,7 @@ class RingStrategy(str, enum.Enum):
 class Reseller(Base):
     __tablename__ = "resellers"
     __audit__ = "reseller"
+    __audit_key__ = "id"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -95,6 +96,7 @@ class Reseller(Base):
 class Tenant(Base):
     __tablename__ = "tenants"
     __audit__ = "tenant"
+    __audit_key__ = "trunk_number"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     trunk_number: Mapped[str] = mapped_column(String(5), unique=True)
@@ -133,6 +135,7 @@ class TenantTrunk(TenantOwned, Base):
 
     __tablename__ = "tenant_trunks"
     __audit__ = "trunk"
+    __audit_key__ = "name"
     __table_args__ = (UniqueConstraint("tenant_id", "name"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -147,6 +150,7 @@ class TenantTrunk(TenantOwned, Base):
 class ApiKey(Base):
     __tablename__ = "api_keys"
     __audit__ = "api_key"
+    __audit_key__ = "key_id"
     __audit_redact__ = ("secret_hash",)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -181,6 +185,7 @@ group_subscriptions_table_name = "group_subscriptions"
 class Extension(TenantOwned, Base):
     __tablename__ = "extensions"
     __audit__ = "extension"
+    __audit_key__ = "number"
     __audit_redact__ = (
         "password_enc", "voicemail_pin_hash",
         "ha1_md5", "ha1_sha256", "remote_ha1_md5", "remote_ha1_sha256",
@@ -253,6 +258,7 @@ class Extension(TenantOwned, Base):
 class RingGroup(TenantOwned, Base):
     __tablename__ = "ring_groups"
     __audit__ = "ring_group"
+    __audit_key__ = "number"
     __table_args__ = (UniqueConstraint("tenant_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -284,6 +290,7 @@ class GroupSubscription(Base):
 class Queue(TenantOwned, Base):
     __tablename__ = "queues"
     __audit__ = "queue"
+    __audit_key__ = "number"
     __table_args__ = (UniqueConstraint("tenant_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)

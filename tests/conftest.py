@@ -79,7 +79,6 @@ def empty_all_tables(engine):
         else:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
-            conn.execute(text("DELETE FROM sqlite_sequence"))
         conn.execute(text("INSERT INTO outbox_counter (id, version) VALUES (1, 0)"))
 
 
@@ -88,6 +87,26 @@ def db_url(request, migrated_databases):
     url = migrated_databases[request.param]
     yield url
     empty_all_tables(engine_for(url))
+
+
+@pytest.fixture(params=[b for b in BACKENDS if b == "postgresql"])
+def pg_db_url(request, migrated_databases):
+    """For races that only a server database can run in parallel."""
+    url = migrated_databases[request.param]
+    yield url
+    empty_all_tables(engine_for(url))
+
+
+@pytest.fixture
+def pg_session_factory(pg_db_url, platform):
+    return make_sessionmaker(engine_for(pg_db_url), platform)
+
+
+@pytest.fixture
+def pg_session(pg_session_factory):
+    with pg_session_factory() as s:
+        s.info["principal"] = platform_principal("test")
+        yield s
 
 
 @pytest.fixture
