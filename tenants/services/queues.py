@@ -94,6 +94,9 @@ def log_in_agent(session, principal, trunk_number, queue_number, extension_numbe
     if login is not None and login.endpoint != endpoint.value:
         raise busy
     agent = session.get(QueueAgent, (queue.id, ext.id))
+    if agent is not None and agent.endpoint != endpoint.value:
+        # Committed by the other endpoint since we read agent_logins (READ COMMITTED).
+        raise busy
     if agent is None:
         try:
             with session.begin_nested():

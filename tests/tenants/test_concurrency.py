@@ -102,7 +102,7 @@ def test_many_rounds_of_racing_logins_never_log_both_in(session_factory, session
     extensions.create_extension(session, ROOT, "12345", number="101", name="Alice")
     extensions.set_dual_registration(session, ROOT, "12345", "101", enabled=True, sip_peer=True)
     queues.create_queue(session, ROOT, "12345", number="700", name="Support")
-    for _ in range(5):
+    for _ in range(20):
         results = run_concurrently(session_factory, [
             lambda s: queues.log_in_agent(s, ROOT, "12345", "700", "101", endpoint="home"),
             lambda s: queues.log_in_agent(s, ROOT, "12345", "700", "101", endpoint="remote"),
