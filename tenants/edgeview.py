@@ -7,7 +7,9 @@ per object.
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
-from .models import Extension, Queue, QueueAgent, RingGroup, Tenant
+from .models import (
+    Ban, BanPolicy, Extension, Queue, QueueAgent, RingGroup, Tenant, TrustedNetwork,
+)
 
 
 def tenant_payload(tenant):
@@ -79,9 +81,36 @@ def queue_payload(queue):
     }
 
 
+def ban_payload(ban):
+    return {"source": ban.source, "user_id": ban.user_id, "until": ban.until.isoformat(),
+            "reason": ban.reason}
+
+
+def ban_policy_payload(policy):
+    return {field: getattr(policy, field) for field in (
+        "max_retry", "find_time", "ban_time", "ban_time_factor", "max_ban_time",
+        "scan_user_ids", "ipv6_prefix")}
+
+
+def trusted_network_payload(network):
+    trunk = network.tenant.trunk_number if network.tenant is not None else None
+    return {"cidr": network.cidr, "trunk_number": trunk}
+
+
+def ban_key(ban):
+    return ban.source if ban.user_id is None else f"{ban.source}|{ban.user_id}"
+
+
+def _tenant_key(obj):
+    return f"{obj.tenant.trunk_number}/{obj.number}"
+
+
 class Kind:
-    def __init__(self, name, model, options, payload):
+    """One kind of object the edges know: how to load a batch, its key and its payload."""
+
+    def __init__(self, name, model, options, payload, key, tenant_id=lambda o: o.tenant_id):
         self.name, self.model, self.options, self.payload = name, model, options, payload
+        self.key, self.tenant_id = key, tenant_id
 
     def load(self, session, ids):
         stmt = (
@@ -96,25 +125,34 @@ class Kind:
 KINDS = {
     k.name: k
     for k in (
-        Kind("tenant", Tenant, [selectinload(Tenant.trunks)], tenant_payload),
+        Kind("tenant", Tenant, [selectinload(Tenant.trunks)], tenant_payload,
+             key=lambda t: t.trunk_number, tenant_id=lambda t: t.id),
         Kind(
             "extension",
             Extension,
             [joinedload(Extension.tenant), joinedload(Extension.dual_trunk),
              selectinload(Extension.ring_groups)],
             extension_payload,
+            key=lambda e: e.tenant.trunk_number + e.number,
         ),
         Kind(
             "ring_group",
             RingGroup,
             [joinedload(RingGroup.tenant), selectinload(RingGroup.members)],
             ring_group_payload,
+            key=_tenant_key,
         ),
         Kind(
             "queue",
             Queue,
             [joinedload(Queue.tenant), selectinload(Queue.agents).joinedload(QueueAgent.extension)],
             queue_payload,
+            key=_tenant_key,
         ),
+        Kind("ban", Ban, [], ban_payload, key=ban_key, tenant_id=lambda b: None),
+        Kind("ban_policy", BanPolicy, [], ban_policy_payload, key=lambda p: "platform",
+             tenant_id=lambda p: None),
+        Kind("trusted_network", TrustedNetwork, [joinedload(TrustedNetwork.tenant)],
+             trusted_network_payload, key=lambda n: str(n.id)),
     )
 }

@@ -12,6 +12,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -389,3 +390,141 @@ class OutboxCounter(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+# --- Fail2ban-style protection -------------------------------------------------------
+
+
+class BanPolicy(Base):
+    """The platform's jail (one row): max_retry failures within find_time ban for ban_time,
+    escalating by ban_time_factor per repeat offence up to max_ban_time (seconds)."""
+
+    __tablename__ = "ban_policy"
+    __audit__ = "ban_policy"
+    __audit_key__ = "id"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    max_retry: Mapped[int] = mapped_column(Integer, default=5)
+    find_time: Mapped[int] = mapped_column(Integer, default=600)
+    ban_time: Mapped[int] = mapped_column(Integer, default=3600)
+    ban_time_factor: Mapped[float] = mapped_column(Float, default=2.0)
+    max_ban_time: Mapped[int] = mapped_column(Integer, default=604800)
+    # Failures over this many distinct SIP user IDs from one address are a scan.
+    scan_user_ids: Mapped[int] = mapped_column(Integer, default=3)
+    # One IPv6 host owns a whole /64: that is what gets counted and banned.
+    ipv6_prefix: Mapped[int] = mapped_column(Integer, default=64)
+
+    def audit_scope(self):
+        return {"reseller_id": None, "tenant_id": None}
+
+
+class TrustedNetwork(Base):
+    """Networks never banned as a whole: the platform's (tenant_id NULL) or a tenant's."""
+
+    __tablename__ = "trusted_networks"
+    __audit__ = "trusted_network"
+    __audit_key__ = "cidr"
+    __table_args__ = (UniqueConstraint("tenant_id", "cidr"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int | None] = mapped_column(
+        ForeignKey("tenants.id", ondelete="CASCADE"), index=True
+    )
+    cidr: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    tenant: Mapped[Tenant | None] = relationship(lazy="raise_on_sql")
+
+    def audit_scope(self):
+        return {"reseller_id": None, "tenant_id": self.tenant_id}
+
+
+class FailureWindow(Base):
+    """Recent authentication failures of one source (an IPv4 address or an IPv6 prefix),
+    aggregated: the last few failures (time and user ID) within find_time, and a bounded
+    summary. One row per source, purged once it is quiet for find_time."""
+
+    __tablename__ = "failure_windows"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    recent: Mapped[list] = mapped_column(JSON, default=list)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    user_ids: Mapped[list] = mapped_column(JSON, default=list)
+    edges: Mapped[list] = mapped_column(JSON, default=list)
+    reasons: Mapped[dict] = mapped_column(JSON, default=dict)
+    tenant_ids: Mapped[list] = mapped_column(JSON, default=list)
+    # A failure named a user ID of no tenant (or more tenants than we keep).
+    unattributed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class SourceRegistration(Base):
+    """A SIP user ID that authenticated from a source, valid until its registration expires.
+    An office NAT that holds valid registrations of other user IDs gets pair lockouts for a
+    phone with a stale password, not a ban of the whole office."""
+
+    __tablename__ = "source_registrations"
+
+    source: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    valid_until: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Offender(Base):
+    """How many times a ban key (a source, or source + user ID) was banned, for escalation."""
+
+    __tablename__ = "offenders"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    offences: Mapped[int] = mapped_column(Integer, default=0)
+    last_banned_until: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Ban(Base):
+    """A ban of a source (user_id NULL) or a lockout of one user ID from a source."""
+
+    __tablename__ = "bans"
+    __audit__ = "ban"
+    __audit_key__ = "source"
+    __table_args__ = (
+        Index("ix_bans_source", "source", "until"),
+        Index("ix_bans_until", "until"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(64))
+    user_id: Mapped[str | None] = mapped_column(String(64))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str] = mapped_column(String(200))
+    offence: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    until: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    lifted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    lifted_by: Mapped[str | None] = mapped_column(String(200))
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    user_ids: Mapped[list] = mapped_column(JSON, default=list)
+    edges: Mapped[list] = mapped_column(JSON, default=list)
+    first_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    unattributed: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    tenants: Mapped[list["BanTenant"]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+    def audit_scope(self):
+        return {"reseller_id": None, "tenant_id": None}
+
+    def active_at(self, now):
+        return self.lifted_at is None and self.until > now
+
+
+class BanTenant(Base):
+    """The tenants whose user IDs the failures behind a ban named: who may see it."""
+
+    __tablename__ = "ban_tenants"
+
+    ban_id: Mapped[int] = mapped_column(ForeignKey("bans.id", ondelete="CASCADE"), primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)

@@ -10,19 +10,11 @@ transaction writes nothing.
 from sqlalchemy import event, insert, update
 
 from .edgeview import KINDS
-from .models import OutboxCounter, OutboxEntry, Tenant
+from .models import OutboxCounter, OutboxEntry
 
 
 def _pending(session):
     return session.info.setdefault("outbox", {})
-
-
-def object_key(kind, obj):
-    if kind == "tenant":
-        return obj.trunk_number
-    if kind == "extension":
-        return obj.tenant.trunk_number + obj.number
-    return f"{obj.tenant.trunk_number}/{obj.number}"
 
 
 def record_change(session, kind, obj):
@@ -33,9 +25,9 @@ def record_change(session, kind, obj):
 
 
 def record_deletion(session, kind, obj):
-    tenant_id = obj.id if isinstance(obj, Tenant) else obj.tenant_id
-    key = object_key(kind, obj)
-    _pending(session)[(kind, id(obj))] = ("delete", kind, key, tenant_id)
+    """The edges must forget obj (computed now: obj is about to be deleted or retired)."""
+    spec = KINDS[kind]
+    _pending(session)[(kind, id(obj))] = ("delete", kind, spec.key(obj), spec.tenant_id(obj))
 
 
 def _write_pending(session):
@@ -54,8 +46,7 @@ def _write_pending(session):
     for kind, ids in upserts.items():
         spec = KINDS[kind]
         for obj in spec.load(session, ids):
-            tenant_id = obj.id if kind == "tenant" else obj.tenant_id
-            rows.append({"tenant_id": tenant_id, "kind": kind, "key": object_key(kind, obj),
+            rows.append({"tenant_id": spec.tenant_id(obj), "kind": kind, "key": spec.key(obj),
                          "op": "upsert", "payload": spec.payload(obj)})
     if not rows:
         return

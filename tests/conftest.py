@@ -79,7 +79,12 @@ def empty_all_tables(engine):
         else:
             for table in tables:
                 conn.execute(text(f"DELETE FROM {table}"))
+        # The rows the migrations seed.
         conn.execute(text("INSERT INTO outbox_counter (id, version) VALUES (1, 0)"))
+        conn.execute(text(
+            "INSERT INTO ban_policy (id, max_retry, find_time, ban_time, ban_time_factor,"
+            " max_ban_time, scan_user_ids, ipv6_prefix) VALUES (1, 5, 600, 3600, 2, 604800, 3, 64)"
+        ))
 
 
 @pytest.fixture(params=BACKENDS)

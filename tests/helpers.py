@@ -4,16 +4,16 @@
 class ApiClient:
     PREFIX = "/api/v1"
 
-    def __init__(self, client, key):
-        self.client, self.key = client, key
+    def __init__(self, client, token):
+        self.client, self.token = client, token
 
     def as_(self, key):
         return ApiClient(self.client, key)
 
     def _call(self, method, path, **kwargs):
         headers = kwargs.pop("headers", {})
-        if self.key is not None:
-            headers.setdefault("Authorization", f"Bearer {self.key}")
+        if self.token is not None:
+            headers.setdefault("Authorization", f"Bearer {self.token}")
         return getattr(self.client, method)(self.PREFIX + path, headers=headers, **kwargs)
 
     def get(self, path, **kw):

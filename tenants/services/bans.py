@@ -1,0 +1,480 @@
+"""The ban engine: fail2ban's jail, decided in the control plane for every edge.
+
+Edges report authentication failures and successes; the engine counts failures per source
+(an IPv4 address or an IPv6 /64) in a sliding window and bans, escalating for repeat
+offenders. It does not punish an office for one phone: while a source holds valid
+registrations of other SIP user IDs, a user ID that keeps failing is locked out from that
+source alone, unless the failures spread over several user IDs (a scan).
+
+State is aggregated, one row per source, and bounded: the last failures within find_time
+and a capped summary. Quiet rows are purged. Time is always passed in (``at``/``now``).
+"""
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+
+from sqlalchemy import delete, exists, or_, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import selectinload
+
+from .. import outbox
+from ..addresses import MIN_TENANT_PREFIX, overlaps, parse_network, source_of
+from ..db import commit
+from ..errors import Conflict, Invalid, NotFound
+from ..models import (
+    Ban, BanPolicy, BanTenant, FailureWindow, Offender, Role, SourceRegistration, Tenant,
+    TrustedNetwork, utcnow,
+)
+from ..scope import Forbidden, get_visible_tenant, require_role, visible_tenants
+from ..sipid import parse_sip_user_id
+
+COUNTED_REASONS = frozenset({"wrong_password", "unknown_user"})
+# A phone that answers a challenge with an expired nonce guessed nothing (RFC 7616 §3.3).
+IGNORED_REASONS = frozenset({"stale_nonce"})
+RECENT_CAP = 64  # failures kept per source: enough for any sane max_retry
+SUMMARY_CAP = 20  # distinct user IDs and edges kept per source
+TENANT_CAP = 50
+PURGE_INTERVAL = 60.0  # seconds between opportunistic purges, per process
+BAN_HISTORY = dt.timedelta(days=30)
+_last_purge = {"at": 0.0}
+
+
+@dataclass(frozen=True)
+class Failure:
+    address: str
+    user_id: str
+    reason: str
+    at: dt.datetime
+    edge: str | None = None
+
+
+@dataclass(frozen=True)
+class Success:
+    address: str
+    user_id: str
+    at: dt.datetime
+    valid_until: dt.datetime | None = None
+    edge: str | None = None
+
+
+@dataclass
+class Decision:
+    source: str
+    outcome: str  # ignored, recorded, exempt, banned, locked_out
+    ban: Ban | None = None
+
+
+# --- policy and trusted networks ------------------------------------------------------
+
+
+def get_policy(session):
+    return session.get(BanPolicy, 1)
+
+
+def update_policy(session, principal, **values):
+    require_role(principal, Role.PLATFORM)
+    policy = get_policy(session)
+    merged = {k: values.get(k, getattr(policy, k)) for k in ("ban_time", "max_ban_time")}
+    if merged["max_ban_time"] < merged["ban_time"]:
+        raise Invalid("max_ban_time", "must be at least ban_time")
+    for name, value in values.items():
+        setattr(policy, name, value)
+    outbox.record_change(session, "ban_policy", policy)
+    commit(session)
+    return policy
+
+
+def list_trusted_networks(session, principal, trunk_number=None):
+    if trunk_number is None:
+        require_role(principal, Role.PLATFORM)
+        tenant_id = None
+    else:
+        tenant_id = get_visible_tenant(session, principal, trunk_number).id
+    return (select(TrustedNetwork).where(TrustedNetwork.tenant_id.is_(None) if tenant_id is None
+                                         else TrustedNetwork.tenant_id == tenant_id)
+            .order_by(TrustedNetwork.id))
+
+
+def add_trusted_network(session, principal, trunk_number=None, *, cidr, description=None):
+    network = parse_network(cidr)
+    tenant = None
+    if trunk_number is None:
+        require_role(principal, Role.PLATFORM)
+    else:
+        tenant = get_visible_tenant(session, principal, trunk_number)
+        if network.prefixlen < MIN_TENANT_PREFIX[network.version]:
+            raise Invalid("cidr", f"a tenant may trust at most a /{MIN_TENANT_PREFIX[network.version]}"
+                          f" (IPv{network.version}); ask the platform for wider ranges")
+    text = str(network)
+    existing = select(TrustedNetwork.id).where(
+        TrustedNetwork.cidr == text,
+        TrustedNetwork.tenant_id.is_(None) if tenant is None else TrustedNetwork.tenant_id == tenant.id,
+    )
+    if session.scalar(existing) is not None:
+        raise Conflict(f"{text} is trusted already", fields={"cidr": ["is trusted already"]})
+    entry = TrustedNetwork(tenant_id=tenant.id if tenant else None, cidr=text,
+                           description=description)
+    entry.tenant = tenant
+    session.add(entry)
+    outbox.record_change(session, "trusted_network", entry)
+    commit(session, f"{text} is trusted already")
+    return entry
+
+
+def remove_trusted_network(session, principal, trunk_number, network_id):
+    entry = session.scalars(
+        list_trusted_networks(session, principal, trunk_number).where(TrustedNetwork.id == network_id)
+    ).one_or_none()
+    if entry is None:
+        raise NotFound(f"trusted network {network_id} not found")
+    entry.tenant = session.get(Tenant, entry.tenant_id) if entry.tenant_id else None
+    outbox.record_deletion(session, "trusted_network", entry)
+    session.delete(entry)
+    commit(session)
+
+
+def protected_networks(session):
+    """Sources never banned at all: the platform's trusted networks (and, with the fleet,
+    the edges' own addresses)."""
+    return [parse_network(c) for c in session.scalars(
+        select(TrustedNetwork.cidr).where(TrustedNetwork.tenant_id.is_(None)))]
+
+
+# --- ingestion ------------------------------------------------------------------------
+
+
+@dataclass
+class _Batch:
+    """What one batch of events needs, loaded with one query per table."""
+
+    policy: BanPolicy
+    protected: list
+    tenant_networks: dict  # tenant_id -> [networks]
+    tenants_by_trunk: dict
+    windows: dict = field(default_factory=dict)
+    active: dict = field(default_factory=dict)  # (source, user_id|None) -> Ban
+    registrations: dict = field(default_factory=dict)  # source -> {user_id: valid_until}
+
+
+def record_failure(session, *, address, user_id, reason, at, edge=None):
+    return record_auth_events(session, [Failure(address, user_id, reason, at, edge)])[0]
+
+
+def record_success(session, *, address, user_id, at, valid_until=None, edge=None):
+    return record_auth_events(session, [Success(address, user_id, at, valid_until, edge)])[0]
+
+
+def record_auth_events(session, events):
+    """Apply a batch of failures and successes (in time order) in one transaction."""
+    policy = get_policy(session)
+    prepared = []
+    for index, event in enumerate(events):
+        source = source_of(event.address, policy.ipv6_prefix, field=f"{index}.address")
+        if not isinstance(event.user_id, str) or not 0 < len(event.user_id) <= 64:
+            raise Invalid(f"{index}.user_id", "a SIP user ID of 1 to 64 characters")
+        if isinstance(event, Failure) and event.reason not in COUNTED_REASONS | IGNORED_REASONS:
+            raise Invalid(f"{index}.reason", "one of " + ", ".join(
+                sorted(COUNTED_REASONS | IGNORED_REASONS)))
+        prepared.append((source, event))
+    prepared.sort(key=lambda item: item[1].at)
+    batch = _load_batch(session, policy, prepared)
+    decisions = [
+        _failure(session, batch, source, event) if isinstance(event, Failure)
+        else _success(session, batch, source, event)
+        for source, event in prepared
+    ]
+    commit(session)
+    if prepared:
+        _maybe_purge(session, prepared[-1][1].at)
+    return decisions
+
+
+def _load_batch(session, policy, prepared):
+    sources = sorted({source for source, _ in prepared})
+    trunks = {identity.trunk_number for _, e in prepared
+              if (identity := parse_sip_user_id(e.user_id)) is not None}
+    tenant_networks = {}
+    for tenant_id, cidr in session.execute(
+        select(TrustedNetwork.tenant_id, TrustedNetwork.cidr).where(TrustedNetwork.tenant_id.isnot(None))
+    ):
+        tenant_networks.setdefault(tenant_id, []).append(parse_network(cidr))
+    batch = _Batch(
+        policy=policy,
+        protected=protected_networks(session),
+        tenant_networks=tenant_networks,
+        tenants_by_trunk=dict(session.execute(
+            select(Tenant.trunk_number, Tenant.id).where(Tenant.trunk_number.in_(trunks))
+        ).all()) if trunks else {},
+    )
+    failing = sorted({source for source, e in prepared if isinstance(e, Failure)})
+    if failing:
+        # Create missing rows first, then lock them all in one order: concurrent batches
+        # from several edges neither deadlock nor lose an update.
+        now = prepared[0][1].at
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(insert(FailureWindow).values([
+            {"source": s, "recent": [], "failures": 0, "first_at": now, "last_at": now,
+             "user_ids": [], "edges": [], "reasons": {}, "tenant_ids": [], "unattributed": False}
+            for s in failing
+        ]).on_conflict_do_nothing(index_elements=["source"]))
+        batch.windows = {w.source: w for w in session.scalars(
+            select(FailureWindow).where(FailureWindow.source.in_(failing))
+            .order_by(FailureWindow.source).with_for_update()
+            .execution_options(populate_existing=True)
+        )}
+    for ban in session.scalars(select(Ban).where(
+        Ban.source.in_(sources), Ban.lifted_at.is_(None), Ban.until > prepared[0][1].at
+    )):
+        batch.active[(ban.source, ban.user_id)] = ban
+    for reg in session.scalars(select(SourceRegistration).where(
+        SourceRegistration.source.in_(sources))):
+        batch.registrations.setdefault(reg.source, {})[reg.user_id] = reg.valid_until
+    return batch
+
+
+def _active(batch, source, user_id, at):
+    ban = batch.active.get((source, user_id))
+    return ban if ban is not None and ban.active_at(at) else None
+
+
+def _tenant_of(batch, user_id):
+    identity = parse_sip_user_id(user_id)
+    return batch.tenants_by_trunk.get(identity.trunk_number) if identity else None
+
+
+def _add_capped(values, value, cap):
+    if value is not None and value not in values and len(values) < cap:
+        return [*values, value]
+    return values
+
+
+def _failure(session, batch, source, event):
+    if event.reason in IGNORED_REASONS:
+        return Decision(source, "ignored")
+    policy, at, user_id = batch.policy, event.at, event.user_id
+    window = batch.windows[source]
+    ts = at.timestamp()
+    cutoff = ts - policy.find_time
+    recent = [entry for entry in window.recent if entry[0] > cutoff]
+    recent.append([ts, user_id])
+    window.recent = recent[-RECENT_CAP:]
+    if window.failures == 0:
+        window.first_at = at
+    window.failures += 1
+    window.last_at = max(window.last_at, at)
+    window.user_ids = _add_capped(window.user_ids, user_id, SUMMARY_CAP)
+    window.edges = _add_capped(window.edges, event.edge, SUMMARY_CAP)
+    window.reasons = {**window.reasons, event.reason: window.reasons.get(event.reason, 0) + 1}
+    tenant_id = _tenant_of(batch, user_id)
+    if tenant_id is None or (tenant_id not in window.tenant_ids and len(window.tenant_ids) >= TENANT_CAP):
+        window.unattributed = True
+    else:
+        window.tenant_ids = _add_capped(window.tenant_ids, tenant_id, TENANT_CAP)
+
+    if overlaps(source, batch.protected):
+        return Decision(source, "exempt")
+    if _active(batch, source, None, at):
+        return Decision(source, "recorded")
+
+    users = {uid for _, uid in window.recent}
+    pair_count = sum(1 for _, uid in window.recent if uid == user_id)
+    trusted_office = _trusted_by_its_tenants(batch, source, users)
+    if len(window.recent) < policy.max_retry:
+        return Decision(source, "recorded")
+    if len(users) >= policy.scan_user_ids and not trusted_office:
+        reason = (f"scan: {len(window.recent)} failed authentications for {len(users)} "
+                  f"SIP user IDs within {policy.find_time}s")
+        return Decision(source, "banned", _ban(session, batch, source, None, reason, at))
+    others_registered = any(
+        uid != user_id and until > at for uid, until in batch.registrations.get(source, {}).items()
+    )
+    if trusted_office or others_registered:
+        if pair_count >= policy.max_retry and not _active(batch, source, user_id, at):
+            reason = (f"{pair_count} failed authentications for {user_id} within "
+                      f"{policy.find_time}s; other phones here stay registered")
+            return Decision(source, "locked_out",
+                            _ban(session, batch, source, user_id, reason, at))
+        return Decision(source, "recorded")
+    reason = f"{len(window.recent)} failed authentications within {policy.find_time}s"
+    return Decision(source, "banned", _ban(session, batch, source, None, reason, at))
+
+
+def _trusted_by_its_tenants(batch, source, user_ids):
+    """A tenant's trusted network is spared a whole ban only while every failure in the
+    window is against that tenant's own user IDs: it cannot shelter a scan of others."""
+    tenants = {_tenant_of(batch, uid) for uid in user_ids}
+    if len(tenants) != 1 or None in tenants:
+        return False
+    return overlaps(source, batch.tenant_networks.get(tenants.pop(), []))
+
+
+def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=None,
+         window=None):
+    policy = batch.policy if batch else get_policy(session)
+    key = source if user_id is None else f"{source}|{user_id}"
+    offender = session.get(Offender, key)
+    if offender is None:
+        offender = Offender(key=key, offences=0, last_banned_until=at)
+        session.add(offender)
+    if duration is None:
+        escalated = policy.ban_time * policy.ban_time_factor ** offender.offences
+        duration = min(escalated, policy.max_ban_time)
+        offender.offences += 1
+    until = at + dt.timedelta(seconds=duration)
+    offender.last_banned_until = max(offender.last_banned_until, until)
+    window = window if window is not None else (batch.windows.get(source) if batch else None)
+    ban = Ban(source=source, user_id=user_id, manual=manual, reason=reason,
+              offence=max(offender.offences, 1), created_at=at, until=until)
+    tenant_ids = []
+    if window is not None:
+        if user_id is None:
+            ban.failures = len(window.recent)
+            ban.user_ids, ban.edges = list(window.user_ids), list(window.edges)
+            ban.unattributed = window.unattributed
+            tenant_ids = list(window.tenant_ids)
+            window.recent = []  # the ban answers these failures; count afresh after it
+        else:
+            ban.failures = sum(1 for _, uid in window.recent if uid == user_id)
+            ban.user_ids, ban.edges = [user_id], list(window.edges)
+            tenant_id = _tenant_of(batch, user_id) if batch else None
+            ban.unattributed = tenant_id is None
+            tenant_ids = [tenant_id] if tenant_id is not None else []
+            window.recent = [e for e in window.recent if e[1] != user_id]
+        ban.first_attempt_at, ban.last_attempt_at = window.first_at, window.last_at
+    ban.tenants = [BanTenant(tenant_id=t) for t in tenant_ids]
+    session.add(ban)
+    if batch is not None:
+        batch.active[(source, user_id)] = ban
+    session.flush()
+    outbox.record_change(session, "ban", ban)
+    return ban
+
+
+def _success(session, batch, source, event):
+    policy = batch.policy
+    until = event.valid_until or (event.at + dt.timedelta(seconds=policy.find_time))
+    regs = batch.registrations.setdefault(source, {})
+    reg = session.get(SourceRegistration, (source, event.user_id))
+    if reg is None:
+        session.add(SourceRegistration(source=source, user_id=event.user_id, valid_until=until))
+    else:
+        reg.valid_until = max(reg.valid_until, until)
+    regs[event.user_id] = max(regs.get(event.user_id, until), until)
+    window = batch.windows.get(source) or session.get(FailureWindow, source)
+    if window is not None and any(uid == event.user_id for _, uid in window.recent):
+        # The phone got it right: its earlier typos are forgiven.
+        window.recent = [e for e in window.recent if e[1] != event.user_id]
+    return Decision(source, "recorded")
+
+
+# --- maintenance ------------------------------------------------------------------------
+
+
+def purge(session, now):
+    """Forget what no longer matters: quiet failure windows, expired registrations,
+    offenders quiet for max_ban_time, bans that ended long ago."""
+    policy = get_policy(session)
+    quiet = now - dt.timedelta(seconds=policy.find_time)
+    session.execute(delete(FailureWindow).where(FailureWindow.last_at < quiet))
+    session.execute(delete(SourceRegistration).where(SourceRegistration.valid_until < now))
+    session.execute(delete(Offender).where(
+        Offender.last_banned_until < now - dt.timedelta(seconds=policy.max_ban_time)))
+    old = select(Ban.id).where(or_(Ban.until < now - BAN_HISTORY, Ban.lifted_at < now - BAN_HISTORY))
+    session.execute(delete(BanTenant).where(BanTenant.ban_id.in_(old)))
+    session.execute(delete(Ban).where(Ban.id.in_(old)))
+    commit(session)
+
+
+def _maybe_purge(session, now):
+    if time.monotonic() - _last_purge["at"] >= PURGE_INTERVAL:
+        _last_purge["at"] = time.monotonic()
+        purge(session, now)
+
+
+# --- the API's view: list, ban by hand, lift --------------------------------------------
+
+
+def _visible(principal, stmt):
+    if principal.role == Role.PLATFORM:
+        return stmt
+    tenant_ids = visible_tenants(principal, select(Tenant.id))
+    return stmt.where(exists().where(BanTenant.ban_id == Ban.id, BanTenant.tenant_id.in_(tenant_ids)))
+
+
+def list_bans(session, principal, *, now=None, active=True, address=None, user_id=None,
+              kind=None, trunk_number=None):
+    now = now or utcnow()
+    stmt = _visible(principal, select(Ban))
+    if active is True:
+        stmt = stmt.where(Ban.lifted_at.is_(None), Ban.until > now)
+    elif active is False:
+        stmt = stmt.where(or_(Ban.lifted_at.isnot(None), Ban.until <= now))
+    if address is not None:
+        stmt = stmt.where(Ban.source == source_of(address, get_policy(session).ipv6_prefix))
+    if user_id is not None:
+        stmt = stmt.where(Ban.user_id == user_id)
+    if kind == "address":
+        stmt = stmt.where(Ban.user_id.is_(None))
+    elif kind == "pair":
+        stmt = stmt.where(Ban.user_id.isnot(None))
+    if trunk_number is not None:
+        tenant = get_visible_tenant(session, principal, trunk_number)
+        stmt = stmt.where(exists().where(BanTenant.ban_id == Ban.id, BanTenant.tenant_id == tenant.id))
+    return stmt.order_by(Ban.created_at.desc(), Ban.id.desc())
+
+
+def ban_by_hand(session, principal, *, address, duration=None, reason=None, user_id=None,
+                now=None):
+    require_role(principal, Role.PLATFORM)
+    now = now or utcnow()
+    policy = get_policy(session)
+    source = source_of(address, policy.ipv6_prefix)
+    if overlaps(source, protected_networks(session)):
+        raise Conflict(f"{source} is in a trusted network of the platform",
+                       fields={"address": ["is trusted"]})
+    if session.scalar(select(Ban.id).where(
+        Ban.source == source, Ban.user_id.is_(None) if user_id is None else Ban.user_id == user_id,
+        Ban.lifted_at.is_(None), Ban.until > now,
+    )) is not None:
+        raise Conflict(f"{source} is banned already", fields={"address": ["is banned already"]})
+    ban = _ban(session, None, source, user_id, reason or f"banned by {principal.name}", now,
+               manual=True, duration=duration or policy.ban_time,
+               window=session.get(FailureWindow, source))
+    commit(session)
+    return ban
+
+
+def _may_lift(session, principal, ban):
+    if principal.role == Role.PLATFORM:
+        return True
+    if ban.unattributed:
+        return False
+    allowed = set(session.scalars(visible_tenants(principal, select(Tenant.id))))
+    return all(t.tenant_id in allowed for t in ban.tenants) and bool(ban.tenants)
+
+
+def lift_bans(session, principal, address, *, user_id=None, now=None):
+    """Lift the active bans of a source the caller may see; resets the counts behind them."""
+    now = now or utcnow()
+    source = source_of(address, get_policy(session).ipv6_prefix)
+    stmt = _visible(principal, select(Ban)).where(
+        Ban.source == source, Ban.lifted_at.is_(None), Ban.until > now)
+    if user_id is not None:
+        stmt = stmt.where(Ban.user_id == user_id)
+    bans = session.scalars(stmt.options(selectinload(Ban.tenants))).all()
+    if not bans:
+        raise NotFound(f"no active ban of {source}")
+    for ban in bans:
+        if not _may_lift(session, principal, ban):
+            raise Forbidden(f"the ban of {source} also involves user IDs outside your scope")
+    window = session.get(FailureWindow, source)
+    for ban in bans:
+        ban.lifted_at, ban.lifted_by = now, principal.name
+        if window is not None:
+            window.recent = [] if ban.user_id is None else [
+                e for e in window.recent if e[1] != ban.user_id]
+        outbox.record_deletion(session, "ban", ban)
+    commit(session)
+    return bans

@@ -1,0 +1,291 @@
+"""The ban engine, driven through its services with an injected clock."""
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from tenants.errors import Invalid, NotFound
+from tenants.models import Ban, FailureWindow, OutboxEntry, Role
+from tenants.scope import Forbidden, Principal
+from tenants.services import bans, resellers, tenants
+from tenants.services.bans import Failure, Success
+
+from .conftest import ROOT
+
+T0 = dt.datetime(2026, 11, 28, 12, 0, tzinfo=dt.timezone.utc)
+
+
+def at(seconds):
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def fail(session, address, user_id="12345101", when=0, reason="wrong_password", edge="edge-1"):
+    return bans.record_failure(session, address=address, user_id=user_id, reason=reason,
+                               at=at(when), edge=edge)
+
+
+def active(session, when=0, **filters):
+    return session.scalars(bans.list_bans(session, ROOT, now=at(when), **filters)).all()
+
+
+def test_four_failures_give_no_ban_and_the_fifth_does(session):
+    for i in range(4):
+        assert fail(session, "192.0.2.7", when=i).outcome == "recorded"
+    assert active(session, 4) == []
+    decision = fail(session, "192.0.2.7", when=4)
+    assert decision.outcome == "banned"
+    [ban] = active(session, 5)
+    assert (ban.source, ban.user_id, ban.until) == ("192.0.2.7", None, at(4 + 3600))
+    assert ban.failures == 5 and ban.user_ids == ["12345101"] and ban.edges == ["edge-1"]
+    assert (ban.first_attempt_at, ban.last_attempt_at) == (at(0), at(4))
+
+
+def test_unknown_user_ids_count_like_wrong_passwords(session):
+    for i in range(5):
+        decision = fail(session, "192.0.2.7", user_id="99999101", reason="unknown_user", when=i)
+    assert decision.outcome == "banned"
+
+
+def test_stale_nonces_do_not_count(session):
+    for i in range(10):
+        assert fail(session, "192.0.2.7", reason="stale_nonce", when=i).outcome == "ignored"
+    assert active(session, 10) == []
+
+
+def test_failures_spread_wider_than_find_time_never_ban(session):
+    for i in range(20):
+        assert fail(session, "192.0.2.7", when=i * 151).outcome == "recorded"  # 4 per 600 s
+    assert active(session, 20 * 151) == []
+
+
+def test_the_ban_ends_on_time(session):
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    assert len(active(session, 3603)) == 1
+    assert active(session, 3605) == []
+    assert len(active(session, 3605, active=False)) == 1
+
+
+def test_repeat_offenders_escalate_up_to_the_cap(session):
+    bans.update_policy(session, ROOT, ban_time=100, ban_time_factor=3, max_ban_time=1000)
+    durations, clock = [], 0
+    for _ in range(5):
+        for _ in range(5):
+            clock += 1
+            decision = fail(session, "192.0.2.7", when=clock)
+        assert decision.outcome == "banned"
+        durations.append((decision.ban.until - decision.ban.created_at).total_seconds())
+        clock = (decision.ban.until - T0).total_seconds() + 1
+    assert durations == [100, 300, 900, 1000, 1000]
+
+
+def test_one_phone_behind_an_office_nat_locks_out_only_itself(session):
+    for user in ("12345102", "12345103"):
+        bans.record_success(session, address="198.51.100.9", user_id=user, at=at(0),
+                            valid_until=at(3600))
+    for i in range(5):
+        decision = fail(session, "198.51.100.9", user_id="12345101", when=10 + i)
+    assert decision.outcome == "locked_out"
+    [lockout] = active(session, 20)
+    assert (lockout.source, lockout.user_id) == ("198.51.100.9", "12345101")
+    # the other phones of the office are not banned
+    assert active(session, 20, kind="address") == []
+
+
+def test_a_scan_from_an_office_nat_bans_the_whole_address(session):
+    bans.record_success(session, address="198.51.100.9", user_id="12345102", at=at(0),
+                        valid_until=at(3600))
+    for i, user in enumerate(["12345201", "12345202", "12345203", "12345204", "12345205"]):
+        decision = fail(session, "198.51.100.9", user_id=user, when=10 + i)
+    assert decision.outcome == "banned"
+    assert decision.ban.user_id is None and "scan" in decision.ban.reason
+
+
+def test_expired_registrations_do_not_shelter_an_address(session):
+    bans.record_success(session, address="198.51.100.9", user_id="12345102", at=at(0),
+                        valid_until=at(60))
+    for i in range(5):
+        decision = fail(session, "198.51.100.9", when=100 + i)
+    assert decision.outcome == "banned"
+
+
+def test_a_correct_answer_forgives_earlier_typos(session):
+    for i in range(4):
+        fail(session, "192.0.2.7", when=i)
+    bans.record_success(session, address="192.0.2.7", user_id="12345101", at=at(5))
+    for i in range(4):
+        assert fail(session, "192.0.2.7", when=10 + i).outcome == "recorded"
+
+
+def test_platform_trusted_networks_are_never_banned_but_failures_are_shown(session):
+    bans.add_trusted_network(session, ROOT, cidr="203.0.113.0/24", description="NOC")
+    for i in range(10):
+        assert fail(session, "203.0.113.50", user_id=f"1234510{i}", when=i).outcome == "exempt"
+    assert active(session, 10) == []
+    window = session.get(FailureWindow, "203.0.113.50")
+    assert window.failures == 10
+
+
+def test_tenant_trusted_network_gets_pair_lockouts_not_bans(session):
+    tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    bans.add_trusted_network(session, ROOT, "12345", cidr="198.51.100.0/24")
+    for i in range(5):
+        decision = fail(session, "198.51.100.9", user_id="12345101", when=i)
+    assert decision.outcome == "locked_out"
+
+
+def test_tenant_trusted_network_does_not_shelter_a_scan_of_other_tenants(session):
+    tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    bans.add_trusted_network(session, ROOT, "12345", cidr="198.51.100.0/24")
+    for i, user in enumerate(["54321101", "54321102", "54321103", "54321104", "54321105"]):
+        decision = fail(session, "198.51.100.9", user_id=user, when=i)
+    assert decision.outcome == "banned"
+
+
+@pytest.mark.parametrize("cidr", ["0.0.0.0/0", "10.0.0.0/8", "::/0", "2001:db8::/16"])
+def test_tenants_may_not_trust_wide_ranges(session, cidr):
+    tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    with pytest.raises(Invalid) as err:
+        bans.add_trusted_network(session, ROOT, "12345", cidr=cidr)
+    assert "cidr" in err.value.fields
+
+
+def test_ipv6_failures_count_per_64_and_ban_the_prefix(session):
+    for i in range(5):
+        decision = fail(session, f"2001:db8:1:2::{i + 1:x}", when=i)
+    assert decision.outcome == "banned"
+    assert decision.ban.source == "2001:db8:1:2::/64"
+    assert fail(session, "2001:db8:1:2:ffff::1", when=10).outcome == "recorded"  # already banned
+    assert active(session, 10, address="2001:db8:1:2:abcd::9")[0].id == decision.ban.id
+
+
+def test_the_ipv6_prefix_is_configurable(session):
+    bans.update_policy(session, ROOT, ipv6_prefix=56)
+    for i in range(5):
+        decision = fail(session, f"2001:db8:1:{i}::1", when=i)
+    assert decision.ban.source == "2001:db8:1::/56"
+
+
+def test_ipv4_mapped_addresses_are_ipv4(session):
+    for i in range(5):
+        decision = fail(session, "::ffff:192.0.2.7" if i % 2 else "192.0.2.7", when=i)
+    assert decision.outcome == "banned" and decision.ban.source == "192.0.2.7"
+
+
+@pytest.mark.parametrize("address", ["", "nope", "192.0.2.300", "fe80::1%eth0", "1.2.3.4/24"])
+def test_bad_addresses_are_invalid(session, address):
+    with pytest.raises(Invalid):
+        fail(session, address)
+
+
+def test_bans_survive_a_restart(session_factory, session):
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    session.close()
+    session_factory.kw["bind"].dispose()  # every connection gone, as after a restart
+    with session_factory() as fresh:
+        assert [b.source for b in active(fresh, 10)] == ["192.0.2.7"]
+
+
+def test_a_lifted_ban_stays_lifted_and_resets_the_counts(session):
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
+    assert active(session, 11) == []
+    for i in range(4):  # counting starts afresh
+        assert fail(session, "192.0.2.7", when=20 + i).outcome == "recorded"
+
+
+def test_every_ban_and_lift_reaches_the_edge_outbox(session):
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
+    found = [(e.kind, e.key, e.op) for e in session.scalars(
+        select(OutboxEntry).where(OutboxEntry.kind == "ban").order_by(OutboxEntry.version))]
+    assert found == [("ban", "192.0.2.7", "upsert"), ("ban", "192.0.2.7", "delete")]
+
+
+def test_manual_bans_are_platform_only_and_audited(session):
+    ban = bans.ban_by_hand(session, ROOT, address="192.0.2.99", duration=60, reason="abuse",
+                           now=at(0))
+    assert (ban.manual, ban.until, ban.reason) == (True, at(60), "abuse")
+    tenant = tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    with pytest.raises(Forbidden):
+        bans.ban_by_hand(session, Principal(role=Role.TENANT, name="t", tenant_id=tenant.id),
+                         address="192.0.2.98")
+
+
+class TestVisibility:
+    @pytest.fixture
+    def world(self, session):
+        reseller = resellers.create_reseller(session, ROOT, name="R")
+        mine = tenants.create_tenant(session, ROOT, name="Mine", trunk_number="12345",
+                                     reseller_id=reseller.id)
+        other = tenants.create_tenant(session, ROOT, name="Other", trunk_number="54321")
+        return {
+            "tenant": Principal(role=Role.TENANT, name="t", tenant_id=mine.id),
+            "other": Principal(role=Role.TENANT, name="o", tenant_id=other.id),
+            "reseller": Principal(role=Role.RESELLER, name="r", reseller_id=reseller.id),
+        }
+
+    def lock_out_own_office(self, session):
+        for i in range(5):
+            fail(session, "192.0.2.7", user_id="12345101", when=i)
+
+    def test_tenants_see_bans_of_their_own_user_ids_only(self, session, world):
+        self.lock_out_own_office(session)
+        now = at(10)
+        seen = lambda p: session.scalars(bans.list_bans(session, p, now=now)).all()  # noqa: E731
+        assert len(seen(world["tenant"])) == 1
+        assert len(seen(world["reseller"])) == 1
+        assert seen(world["other"]) == []
+
+    def test_a_tenant_lifts_a_ban_it_caused_itself(self, session, world):
+        self.lock_out_own_office(session)
+        bans.lift_bans(session, world["tenant"], "192.0.2.7", now=at(10))
+        assert active(session, 11) == []
+
+    def test_a_tenant_cannot_see_or_lift_another_tenants_ban(self, session, world):
+        self.lock_out_own_office(session)
+        with pytest.raises(NotFound):
+            bans.lift_bans(session, world["other"], "192.0.2.7", now=at(10))
+
+    def test_a_ban_that_involves_others_cannot_be_lifted_by_a_tenant(self, session, world):
+        for i, user in enumerate(["12345101", "54321101", "12345102", "54321102", "12345103"]):
+            fail(session, "192.0.2.7", user_id=user, when=i)
+        with pytest.raises(Forbidden):
+            bans.lift_bans(session, world["tenant"], "192.0.2.7", now=at(10))
+        with pytest.raises(Forbidden):
+            bans.lift_bans(session, world["reseller"], "192.0.2.7", now=at(10))
+        bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
+
+    def test_a_resellers_tenant_ban_is_liftable_by_the_reseller(self, session, world):
+        self.lock_out_own_office(session)
+        bans.lift_bans(session, world["reseller"], "192.0.2.7", now=at(10))
+        assert active(session, 11) == []
+
+
+def test_purge_forgets_quiet_sources(session):
+    for i in range(3):
+        fail(session, f"192.0.2.{i + 1}", when=i)
+    bans.purge(session, at(601.5))  # sources 1 and 2 quiet for 600 s; 3 not yet
+    assert session.scalar(select(func.count()).select_from(FailureWindow)) == 1
+    bans.purge(session, at(700))
+    assert session.scalar(select(func.count()).select_from(FailureWindow)) == 0
+
+
+def test_a_batch_applies_in_time_order(session):
+    events = [Failure("192.0.2.7", "12345101", "wrong_password", at(i)) for i in (4, 2, 0, 3, 1)]
+    decisions = bans.record_auth_events(session, events)
+    assert [d.outcome for d in decisions] == ["recorded"] * 4 + ["banned"]
+    assert session.scalar(select(func.count()).select_from(Ban)) == 1
+
+
+def test_a_batch_with_a_bad_event_changes_nothing(session):
+    events = [Failure("192.0.2.7", "12345101", "wrong_password", at(0)),
+              Success("bogus", "12345101", at(1))]
+    with pytest.raises(Invalid) as err:
+        bans.record_auth_events(session, events)
+    assert "1.address" in err.value.fields
+    assert session.scalar(select(func.count()).select_from(FailureWindow)) == 0
