@@ -2,12 +2,14 @@
 
 from pathlib import Path
 
-from gunicorn.app.base import BaseApplication
+from gunicorn.app.base import Application
 
 CONFIG_FILE = Path(__file__).resolve().parent.parent / "deploy" / "gunicorn.conf.py"
 
 
-class ControlPlaneServer(BaseApplication):
+class ControlPlaneServer(Application):
+    # Application, not BaseApplication: only Application can read a config file. Our own
+    # load_config replaces its command-line parsing (the argv is controlplane's, not gunicorn's).
     def __init__(self, options):
         self.options = options
         super().__init__()
