@@ -3,11 +3,13 @@
 from flask import g, request
 
 from tenants.services.api_keys import authenticate
+from tenants.services.edges import authenticate_edge
 
 from . import database
 from .errors import error_response
 
-PUBLIC_PATHS = {"/api/v1/openapi.json", "/api/v1/health"}
+PUBLIC_PATHS = {"/api/v1/openapi.json"}
+EDGE_PATHS = "/api/v1/edge/"
 
 
 def init_app(app):
@@ -18,16 +20,26 @@ def _authenticate():
     if not request.path.startswith("/api/") or request.path in PUBLIC_PATHS:
         return None
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    principal = None
-    if scheme.lower() == "bearer" and token.strip():
-        principal = authenticate(database.session(), token.strip())
+    token = token.strip() if scheme.lower() == "bearer" else ""
+    if request.path.startswith(EDGE_PATHS):
+        # Edge tokens reach only the edge endpoints, and API keys never do.
+        edge = authenticate_edge(database.session(), token) if token else None
+        if edge is None:
+            return _unauthorized("a valid edge token is required (Authorization: Bearer <token>)")
+        g.edge = edge
+        return None
+    principal = authenticate(database.session(), token) if token else None
     if principal is None:
-        response = error_response(401, "a valid API key is required (Authorization: Bearer <key>)")
-        response.headers["WWW-Authenticate"] = 'Bearer realm="trunkline"'
-        return response
+        return _unauthorized("a valid API key is required (Authorization: Bearer <key>)")
     g.principal = principal
     database.session().info["principal"] = principal
     return None
+
+
+def _unauthorized(message):
+    response = error_response(401, message)
+    response.headers["WWW-Authenticate"] = 'Bearer realm="trunkline"'
+    return response
 
 
 def principal():

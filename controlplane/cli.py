@@ -114,6 +114,16 @@ def cmd_credentials_rehash(_args):
     print(f"recomputed the HA1 values of {count} extensions for realm {app.config['SIP_REALM']}")
 
 
+def cmd_purge(_args):
+    from tenants.models import utcnow
+    from tenants.services import maintenance
+
+    app = _app()
+    with _session(app) as session:
+        maintenance.run(session, utcnow())
+    print("purged quiet failure windows, old bans and batches, expired bindings, old outbox")
+
+
 def parser():
     p = argparse.ArgumentParser(prog="controlplane", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,6 +164,8 @@ def parser():
         .add_subparsers(dest="credentials", required=True)
     creds.add_parser("rehash", help="recompute HA1 values after a realm change") \
         .set_defaults(func=cmd_credentials_rehash)
+    sub.add_parser("purge", help="forget what no longer matters (also runs by itself each minute)") \
+        .set_defaults(func=cmd_purge)
     return p
 
 

@@ -27,6 +27,9 @@ def load_config(environ=None):
         "SIP_REALM": env.get("CONTROLPLANE_SIP_REALM", DEFAULT_REALM),
         "SIP_SERVER": env.get("CONTROLPLANE_SIP_SERVER")
         or env.get("CONTROLPLANE_SIP_REALM", DEFAULT_REALM),
+        # Long-polls one worker holds at once; the rest of its threads serve the API.
+        "LONGPOLL_SLOTS": int(env.get("CONTROLPLANE_LONGPOLL_SLOTS")
+                              or max(int(env.get("CONTROLPLANE_THREADS", "64")) - 8, 1)),
     }
     return config
 

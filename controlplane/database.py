@@ -11,6 +11,7 @@ from tenants.db import make_engine, make_sessionmaker
 from tenants.platform import Platform
 
 from .config import secret_keys
+from .feed import Notifier
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -33,6 +34,7 @@ def init_app(app):
     app.extensions["trunkline"] = {
         "engine": engine,
         "sessions": make_sessionmaker(engine, platform),
+        "notifier": Notifier(engine),
     }
     app.teardown_appcontext(_close_session)
 
@@ -42,6 +44,18 @@ def session():
     if "db_session" not in g:
         g.db_session = current_app.extensions["trunkline"]["sessions"]()
     return g.db_session
+
+
+def snapshot_session():
+    """A session that reads one point in time and never writes: REPEATABLE READ on
+    PostgreSQL, a WAL read transaction (no write lock) on SQLite. The caller closes it."""
+    ext = current_app.extensions["trunkline"]
+    engine = ext["engine"]
+    if engine.dialect.name == "postgresql":
+        bind = engine.execution_options(isolation_level="REPEATABLE READ")
+    else:
+        bind = engine.execution_options(sqlite_read_only=True)
+    return ext["sessions"](bind=bind)
 
 
 def _close_session(_exc):

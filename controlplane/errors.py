@@ -11,11 +11,12 @@ from flask import jsonify
 from werkzeug.exceptions import HTTPException
 
 from tenants.errors import Conflict, Invalid, NotFound
+from tenants.feed import Gone
 from tenants.scope import Forbidden
 
 log = logging.getLogger(__name__)
 
-_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403}
+_STATUS = {NotFound: 404, Conflict: 409, Invalid: 422, Forbidden: 403, Gone: 410}
 
 
 def error_response(code, message, errors=None):

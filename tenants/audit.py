@@ -66,18 +66,22 @@ def _changes(obj, *, created):
     return changes
 
 
+def _audited(obj):
+    return getattr(obj, "__audit__", None) and getattr(obj, "audit_wanted", lambda: True)()
+
+
 def _after_flush(session, _flush_context):
     rows = []
     for obj in session.new:
-        if getattr(obj, "__audit__", None):
+        if _audited(obj):
             rows.append(_row(session, f"{obj.__audit__}.create", obj, _changes(obj, created=True)))
     for obj in session.dirty:
-        if getattr(obj, "__audit__", None) and session.is_modified(obj, include_collections=False):
+        if _audited(obj) and session.is_modified(obj, include_collections=False):
             changes = _changes(obj, created=False)
             if changes:
                 rows.append(_row(session, f"{obj.__audit__}.update", obj, changes))
     for obj in session.deleted:
-        if getattr(obj, "__audit__", None):
+        if _audited(obj):
             rows.append(_row(session, f"{obj.__audit__}.delete", obj, {}))
     if rows:
         session.connection().execute(insert(AuditEvent), rows)

@@ -39,7 +39,10 @@ def _configure_sqlite(engine):
 
     @event.listens_for(engine, "begin")
     def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers that never write (the edges' snapshot, the outbox poll) take no write lock,
+        # and see one point in time for as long as their transaction lasts (WAL).
+        read_only = conn.get_execution_options().get("sqlite_read_only")
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def make_sessionmaker(engine, platform):

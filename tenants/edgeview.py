@@ -149,6 +149,9 @@ KINDS = {
             queue_payload,
             key=_tenant_key,
         ),
+        # A reload asks every edge to re-read one tenant (GET the tenant's snapshot).
+        Kind("reload", Tenant, [], lambda t: {"trunk_number": t.trunk_number},
+             key=lambda t: t.trunk_number, tenant_id=lambda t: t.id),
         Kind("ban", Ban, [], ban_payload, key=ban_key, tenant_id=lambda b: None),
         Kind("ban_policy", BanPolicy, [], ban_policy_payload, key=lambda p: "platform",
              tenant_id=lambda p: None),

@@ -20,5 +20,8 @@ class Conflict(DomainError):
 class Invalid(DomainError):
     """Input that only the domain can judge (it needs other rows) is wrong."""
 
-    def __init__(self, field, message):
-        super().__init__(f"{field}: {message}", fields={field: [message]})
+    def __init__(self, field, message=None):
+        # Invalid("trunk", "no such trunk"), or several at once: Invalid({field: message}).
+        problems = field if isinstance(field, dict) else {field: message}
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems.items()),
+                         fields={f: [m] for f, m in problems.items()})

@@ -390,6 +390,8 @@ class OutboxCounter(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Entries up to here have been pruned: an edge behind it must take a new snapshot.
+    pruned_through: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
 
 # --- Fail2ban-style protection -------------------------------------------------------
@@ -520,6 +522,11 @@ class Ban(Base):
     def active_at(self, now):
         return self.lifted_at is None and self.until > now
 
+    def audit_wanted(self):
+        """People's acts are audited (manual bans, lifts); the engine's own bans are
+        recorded in this table already, and an attack would flood the audit log."""
+        return self.manual or self.lifted_at is not None
+
 
 class BanTenant(Base):
     """The tenants whose user IDs the failures behind a ban named: who may see it."""
@@ -528,3 +535,68 @@ class BanTenant(Base):
 
     ban_id: Mapped[int] = mapped_column(ForeignKey("bans.id", ondelete="CASCADE"), primary_key=True)
     tenant_id: Mapped[int] = mapped_column(Integer, primary_key=True, index=True)
+
+
+# --- The fleet of SIP edges ----------------------------------------------------------
+
+
+class Edge(Base):
+    """An enrolled SIP edge worker. Its token is `tle_<key_id>.<secret>`, stored hashed."""
+
+    __tablename__ = "edges"
+    __audit__ = "edge"
+    __audit_key__ = "name"
+    __audit_redact__ = ("secret_hash",)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    applied_version: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The addresses the edge listens on, from its heartbeats: never banned.
+    addresses: Mapped[list] = mapped_column(JSON, default=list)
+
+    def audit_scope(self):
+        return {"reseller_id": None, "tenant_id": None}
+
+
+class EdgeBatch(Base):
+    """Event batches already applied, so a batch sent again after a timeout counts once."""
+
+    __tablename__ = "edge_batches"
+
+    edge_id: Mapped[int] = mapped_column(ForeignKey("edges.id", ondelete="CASCADE"), primary_key=True)
+    batch_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class Registration(Base):
+    """A binding an edge holds for a SIP user ID: the "SIP Status" screen."""
+
+    __tablename__ = "registrations"
+    __table_args__ = (
+        UniqueConstraint("edge_id", "user_id", "contact"),
+        Index("ix_registrations_tenant", "tenant_id", "user_id"),
+        Index("ix_registrations_expires", "expires_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    edge_id: Mapped[int] = mapped_column(ForeignKey("edges.id", ondelete="CASCADE"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id", ondelete="CASCADE"))
+    extension_id: Mapped[int] = mapped_column(ForeignKey("extensions.id", ondelete="CASCADE"),
+                                              index=True)
+    user_id: Mapped[str] = mapped_column(String(16))
+    endpoint: Mapped[str] = mapped_column(String(8))
+    contact: Mapped[str] = mapped_column(String(512))
+    source_address: Mapped[str] = mapped_column(String(64))
+    source_port: Mapped[int] = mapped_column(Integer)
+    transport: Mapped[str] = mapped_column(String(8))
+    user_agent: Mapped[str | None] = mapped_column(String(200))
+    registered_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    edge: Mapped[Edge] = relationship(lazy="raise_on_sql")
+    extension: Mapped[Extension] = relationship(lazy="raise_on_sql")

@@ -7,10 +7,17 @@ entry), so an edge that applies an entry twice ends in the same state. A rolled-
 transaction writes nothing.
 """
 
-from sqlalchemy import event, insert, update
+from sqlalchemy import event, insert, text, update
 
 from .edgeview import KINDS
 from .models import OutboxCounter, OutboxEntry
+
+NOTIFY_CHANNEL = "trunkline_outbox"
+
+
+def written_version(session, kind, key):
+    """The version the last commit of this session gave an entry (after commit)."""
+    return session.info.get("outbox_written", {}).get((kind, key))
 
 
 def _pending(session):
@@ -61,6 +68,11 @@ def _write_pending(session):
     for offset, row in enumerate(rows):
         row["version"] = first + offset
     session.execute(insert(OutboxEntry), rows)
+    session.info["outbox_written"] = {(r["kind"], r["key"]): r["version"] for r in rows}
+    if session.get_bind().dialect.name == "postgresql":
+        # Delivered at commit to every control plane process LISTENing: waiting edges wake.
+        session.execute(text("SELECT pg_notify(:channel, :version)"),
+                        {"channel": NOTIFY_CHANNEL, "version": str(last)})
 
 
 def install(session_factory):

@@ -146,6 +146,7 @@ def app(db_url):
         "SIP_SERVER": "sip.test.trunkline",
     })
     yield app
+    app.extensions["trunkline"]["notifier"].stop()
     app.extensions["trunkline"]["engine"].dispose()
 
 

@@ -6,7 +6,7 @@ from tenants.services import api_keys as services
 
 from ..auth import principal
 from ..database import session
-from .common import TRUNK_NUMBER, Blueprint, Enum, Schema
+from .common import ID, TRUNK_NUMBER, Blueprint, Enum, Schema
 
 URL = "/api-keys"
 blp = Blueprint("api_keys", __name__, description="API keys: platform, reseller and tenant")
@@ -16,7 +16,7 @@ class ApiKeySchema(Schema):
     id = ma.fields.String(attribute="key_id", dump_only=True)
     name = ma.fields.String(required=True, validate=ma.validate.Length(1, 200))
     role = Enum(Role, by_value=True, required=True)
-    reseller_id = ma.fields.Integer(allow_none=True, load_default=None)
+    reseller_id = ma.fields.Integer(allow_none=True, load_default=None, validate=ID)
     trunk_number = ma.fields.String(allow_none=True, load_default=None, validate=TRUNK_NUMBER)
     created_at = ma.fields.DateTime(dump_only=True)
     last_used_at = ma.fields.DateTime(dump_only=True)

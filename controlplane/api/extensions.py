@@ -6,22 +6,24 @@ from tenants.services import extensions as services
 
 from ..auth import principal
 from ..database import session
-from .common import Blueprint, Enum, Schema, number_field
+from .common import Blueprint, Enum, Regexp, Schema, number_field
 
 URL = "/tenants/<trunk>/extensions"
 blp = Blueprint("extensions", __name__,
                 description="Extensions: users of a tenant, with home and remote endpoints")
 
-DIALABLE = ma.validate.Regexp(r"^\+?[0-9]{2,20}$", error="must be a dialable number")
-DESTINATION = ma.validate.Regexp(r"^\+?[0-9*#]{2,32}$", error="must be a dialable number")
+DIALABLE = Regexp(r"^\+?[0-9]{2,20}$", error="must be a dialable number")
+# At most 32 characters with the "+": the width of the forward_*_destination columns.
+DESTINATION = Regexp(r"^(?=.{2,32}$)\+?[0-9*#]{2,32}$", error="must be a dialable number")
+BLANK_OR_DIALABLE = Regexp(r"^(\+?[0-9]{2,20})?$", error="must be a dialable number, or blank")
 
 
 class VoicemailSchema(Schema):
     enabled = ma.fields.Boolean()
-    pin = ma.fields.String(load_only=True, allow_none=True, validate=ma.validate.Regexp(
+    pin = ma.fields.String(load_only=True, allow_none=True, validate=Regexp(
         r"^[0-9]{4,10}$", error="must be 4 to 10 digits"), metadata={"description": "write-only"})
     pin_set = ma.fields.Boolean(dump_only=True)
-    email = ma.fields.Email(allow_none=True)
+    email = ma.fields.Email(allow_none=True, validate=ma.validate.Length(max=254))
 
 
 class ForwardRuleSchema(Schema):
@@ -39,7 +41,7 @@ class DualRegistrationSchema(Schema):
     enabled = ma.fields.Boolean(required=True)
     sip_peer = ma.fields.Boolean(metadata={
         "description": "register a second SIP endpoint as <user id>r (else ring external_number)"})
-    external_number = ma.fields.String(allow_none=True, validate=DIALABLE)
+    external_number = ma.fields.String(allow_none=True, validate=BLANK_OR_DIALABLE)
     trunk = ma.fields.String(allow_none=True, metadata={
         "description": "name of the tenant's outbound trunk for external_number"})
     remote_user_id = ma.fields.String(dump_only=True, allow_none=True)

@@ -6,12 +6,12 @@ from tenants.services import tenants as services
 
 from ..auth import principal
 from ..database import session
-from .common import TRUNK_NUMBER, Blueprint, Enum, Schema
+from .common import ID, TRUNK_NUMBER, Blueprint, Enum, Regexp, Schema
 
 URL = "/tenants"
 blp = Blueprint("tenants", __name__, description="Tenants: hosted customers, by trunk number")
 
-FEATURE_CODE = ma.validate.Regexp(r"^\*?[0-9]{1,6}$", error="must be 1 to 6 digits, optionally after *")
+FEATURE_CODE = Regexp(r"^\*?[0-9]{1,6}$", error="must be 1 to 6 digits, optionally after *")
 
 
 class FeatureCodesSchema(Schema):
@@ -24,7 +24,7 @@ class TenantSchema(Schema):
     trunk_number = ma.fields.String(validate=TRUNK_NUMBER, metadata={
         "description": "five digits; allocated at random among the free ones when not given"})
     name = ma.fields.String(required=True, validate=ma.validate.Length(1, 200))
-    reseller_id = ma.fields.Integer(allow_none=True)
+    reseller_id = ma.fields.Integer(allow_none=True, validate=ID)
     feature_codes = ma.fields.Nested(FeatureCodesSchema)
     dual_default_ring_mode = Enum(RingMode, by_value=True, metadata={
         "description": "ring mode an extension gets when dual registration is enabled"})

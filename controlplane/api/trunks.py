@@ -7,12 +7,12 @@ from tenants.services import trunks as services
 
 from ..auth import principal
 from ..database import session
-from .common import Blueprint, Schema
+from .common import Blueprint, Regexp, Schema
 
 URL = "/tenants/<trunk>/trunks"
 blp = Blueprint("trunks", __name__, description="A tenant's outbound trunks (SIP gateways)")
 
-TRUNK_NAME = ma.validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
+TRUNK_NAME = Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$",
                                 error="letters, digits, '_', '.', '-'; at most 64")
 
 
@@ -21,7 +21,8 @@ _GATEWAY = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]{0,252})(?
 
 def _validate_gateway(value):
     match = _GATEWAY.fullmatch(value)
-    if match is None or (match[1] and not 0 < int(match[1]) < 65536):
+    # 255: the width of the gateway column.
+    if len(value) > 255 or match is None or (match[1] and not 0 < int(match[1]) < 65536):
         raise ma.ValidationError("must be a host name or address, with an optional :port")
 
 

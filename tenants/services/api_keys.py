@@ -9,7 +9,10 @@ from .. import crypto
 from ..db import commit
 from ..errors import Invalid, NotFound
 from ..models import ApiKey, Reseller, Role, Tenant, utcnow
-from ..scope import Principal, can_see_reseller, get_visible_tenant, visible_tenants
+from ..tokens import find_by_token, touch
+from ..scope import (
+    Principal, can_see_reseller, get_visible_tenant, require_role, visible_tenants,
+)
 
 KEY_PREFIX = "tlk"
 # Recording every use would turn every read into a write; a minute's precision is plenty.
@@ -20,12 +23,14 @@ def create_api_key(session, principal, *, role, name, reseller_id=None, trunk_nu
     """A new key within the caller's scope; returns (ApiKey, the key in clear)."""
     role = Role(role)
     tenant = None
+    # A key never creates a key of a higher role: refused for the role (403), like
+    # creating a tenant with a tenant key, whatever the rest of the body says.
     if role == Role.PLATFORM:
-        if not principal.is_platform:
-            raise Invalid("role", "only a platform key may create platform keys")
+        require_role(principal, Role.PLATFORM)
         if reseller_id is not None or trunk_number is not None:
             raise Invalid("role", "a platform key belongs to no reseller or tenant")
     elif role == Role.RESELLER:
+        require_role(principal, Role.PLATFORM, Role.RESELLER)
         if trunk_number is not None:
             raise Invalid("trunk_number", "a reseller key belongs to no tenant")
         if reseller_id is None and principal.role == Role.RESELLER:
@@ -59,19 +64,10 @@ def create_api_key(session, principal, *, role, name, reseller_id=None, trunk_nu
 
 def authenticate(session, token):
     """The principal a key stands for, or None for a missing, malformed, revoked or wrong key."""
-    parts = crypto.split_token(KEY_PREFIX, token or "")
-    if parts is None:
+    key = find_by_token(session, ApiKey, KEY_PREFIX, token)
+    if key is None:
         return None
-    key_id, secret = parts
-    key = session.scalars(select(ApiKey).where(ApiKey.key_id == key_id)).one_or_none()
-    # Hash even when there is no such key, so that timing tells nothing.
-    stored = key.secret_hash if key is not None else crypto.hash_secret("")
-    if not crypto.secret_matches(secret, stored) or key is None or key.revoked_at is not None:
-        return None
-    now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at > LAST_USED_PRECISION:
-        key.last_used_at = now
-        session.commit()
+    touch(session, key, "last_used_at", utcnow(), LAST_USED_PRECISION)
     return Principal(
         role=Role(key.role), name=key.name, key_id=key.key_id,
         reseller_id=key.reseller_id, tenant_id=key.tenant_id,

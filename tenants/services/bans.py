@@ -11,7 +11,7 @@ and a capped summary. Quiet rows are purged. Time is always passed in (``at``/``
 """
 
 import datetime as dt
-import time
+from ipaddress import ip_network
 from dataclasses import dataclass, field
 
 from sqlalchemy import delete, exists, or_, select
@@ -20,11 +20,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
 
 from .. import outbox
-from ..addresses import MIN_TENANT_PREFIX, overlaps, parse_network, source_of
+from ..addresses import MIN_TENANT_PREFIX, overlaps, parse_address, parse_network, source_of
 from ..db import commit
 from ..errors import Conflict, Invalid, NotFound
 from ..models import (
-    Ban, BanPolicy, BanTenant, FailureWindow, Offender, Role, SourceRegistration, Tenant,
+    Ban, BanPolicy, BanTenant, Edge, FailureWindow, Offender, Role, SourceRegistration, Tenant,
     TrustedNetwork, utcnow,
 )
 from ..scope import Forbidden, get_visible_tenant, require_role, visible_tenants
@@ -36,9 +36,7 @@ IGNORED_REASONS = frozenset({"stale_nonce"})
 RECENT_CAP = 64  # failures kept per source: enough for any sane max_retry
 SUMMARY_CAP = 20  # distinct user IDs and edges kept per source
 TENANT_CAP = 50
-PURGE_INTERVAL = 60.0  # seconds between opportunistic purges, per process
 BAN_HISTORY = dt.timedelta(days=30)
-_last_purge = {"at": 0.0}
 
 
 @dataclass(frozen=True)
@@ -136,10 +134,16 @@ def remove_trusted_network(session, principal, trunk_number, network_id):
 
 
 def protected_networks(session):
-    """Sources never banned at all: the platform's trusted networks (and, with the fleet,
-    the edges' own addresses)."""
-    return [parse_network(c) for c in session.scalars(
+    """Sources never banned at all: the platform's trusted networks and the addresses the
+    enrolled edges listen on."""
+    networks = [parse_network(c) for c in session.scalars(
         select(TrustedNetwork.cidr).where(TrustedNetwork.tenant_id.is_(None)))]
+    for addresses in session.scalars(select(Edge.addresses).where(Edge.revoked_at.is_(None))):
+        for text in addresses or ():
+            address = parse_address(text)
+            if address is not None and not address.is_unspecified:
+                networks.append(ip_network(address))
+    return networks
 
 
 # --- ingestion ------------------------------------------------------------------------
@@ -156,6 +160,8 @@ class _Batch:
     windows: dict = field(default_factory=dict)
     active: dict = field(default_factory=dict)  # (source, user_id|None) -> Ban
     registrations: dict = field(default_factory=dict)  # source -> {user_id: valid_until}
+    offenders: dict = field(default_factory=dict)  # ban key -> Offender
+    registration_rows: dict = field(default_factory=dict)  # (source, user_id) -> row
 
 
 def record_failure(session, *, address, user_id, reason, at, edge=None):
@@ -168,6 +174,13 @@ def record_success(session, *, address, user_id, at, valid_until=None, edge=None
 
 def record_auth_events(session, events):
     """Apply a batch of failures and successes (in time order) in one transaction."""
+    decisions = apply_auth_events(session, events)
+    commit(session)
+    return decisions
+
+
+def apply_auth_events(session, events):
+    """The work of record_auth_events inside the caller's transaction (no commit)."""
     policy = get_policy(session)
     prepared = []
     for index, event in enumerate(events):
@@ -178,17 +191,18 @@ def record_auth_events(session, events):
             raise Invalid(f"{index}.reason", "one of " + ", ".join(
                 sorted(COUNTED_REASONS | IGNORED_REASONS)))
         prepared.append((source, event))
+    if not prepared:
+        return []
     prepared.sort(key=lambda item: item[1].at)
     batch = _load_batch(session, policy, prepared)
-    decisions = [
-        _failure(session, batch, source, event) if isinstance(event, Failure)
-        else _success(session, batch, source, event)
-        for source, event in prepared
-    ]
-    commit(session)
-    if prepared:
-        _maybe_purge(session, prepared[-1][1].at)
-    return decisions
+    # Everything the decisions need is loaded: no flush until the commit, which then sends
+    # the batch's updates together.
+    with session.no_autoflush:
+        return [
+            _failure(session, batch, source, event) if isinstance(event, Failure)
+            else _success(session, batch, source, event)
+            for source, event in prepared
+        ]
 
 
 def _load_batch(session, policy, prepared):
@@ -214,11 +228,14 @@ def _load_batch(session, policy, prepared):
         # from several edges neither deadlock nor lose an update.
         now = prepared[0][1].at
         insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        session.execute(insert(FailureWindow).values([
-            {"source": s, "recent": [], "failures": 0, "first_at": now, "last_at": now,
-             "user_ids": [], "edges": [], "reasons": {}, "tenant_ids": [], "unattributed": False}
-            for s in failing
-        ]).on_conflict_do_nothing(index_elements=["source"]))
+        # One cached statement executed for many rows: a VALUES list built per batch would be
+        # compiled anew every time.
+        session.execute(
+            insert(FailureWindow).on_conflict_do_nothing(index_elements=["source"]),
+            [{"source": s, "recent": [], "failures": 0, "first_at": now, "last_at": now,
+              "user_ids": [], "edges": [], "reasons": {}, "tenant_ids": [],
+              "unattributed": False} for s in failing],
+        )
         batch.windows = {w.source: w for w in session.scalars(
             select(FailureWindow).where(FailureWindow.source.in_(failing))
             .order_by(FailureWindow.source).with_for_update()
@@ -231,6 +248,13 @@ def _load_batch(session, policy, prepared):
     for reg in session.scalars(select(SourceRegistration).where(
         SourceRegistration.source.in_(sources))):
         batch.registrations.setdefault(reg.source, {})[reg.user_id] = reg.valid_until
+        batch.registration_rows[(reg.source, reg.user_id)] = reg
+    # Offenders of these sources (their address bans and pair lockouts), loaded in one query
+    # so that deciding a ban never triggers a flush of the batch's pending updates.
+    keys = set(failing) | {f"{source}|{e.user_id}" for source, e in prepared
+                           if isinstance(e, Failure)}
+    for offender in session.scalars(select(Offender).where(Offender.key.in_(keys))):
+        batch.offenders[offender.key] = offender
     return batch
 
 
@@ -314,10 +338,15 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
          window=None):
     policy = batch.policy if batch else get_policy(session)
     key = source if user_id is None else f"{source}|{user_id}"
-    offender = session.get(Offender, key)
+    if batch is not None:
+        offender = batch.offenders.get(key)
+    else:
+        offender = session.get(Offender, key)
     if offender is None:
         offender = Offender(key=key, offences=0, last_banned_until=at)
         session.add(offender)
+        if batch is not None:
+            batch.offenders[key] = offender
     if duration is None:
         escalated = policy.ban_time * policy.ban_time_factor ** offender.offences
         duration = min(escalated, policy.max_ban_time)
@@ -347,7 +376,6 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
     session.add(ban)
     if batch is not None:
         batch.active[(source, user_id)] = ban
-    session.flush()
     outbox.record_change(session, "ban", ban)
     return ban
 
@@ -355,13 +383,14 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
 def _success(session, batch, source, event):
     policy = batch.policy
     until = event.valid_until or (event.at + dt.timedelta(seconds=policy.find_time))
-    regs = batch.registrations.setdefault(source, {})
-    reg = session.get(SourceRegistration, (source, event.user_id))
+    reg = batch.registration_rows.get((source, event.user_id))
     if reg is None:
-        session.add(SourceRegistration(source=source, user_id=event.user_id, valid_until=until))
+        reg = SourceRegistration(source=source, user_id=event.user_id, valid_until=until)
+        session.add(reg)
+        batch.registration_rows[(source, event.user_id)] = reg
     else:
         reg.valid_until = max(reg.valid_until, until)
-    regs[event.user_id] = max(regs.get(event.user_id, until), until)
+    batch.registrations.setdefault(source, {})[event.user_id] = reg.valid_until
     window = batch.windows.get(source) or session.get(FailureWindow, source)
     if window is not None and any(uid == event.user_id for _, uid in window.recent):
         # The phone got it right: its earlier typos are forgiven.
@@ -385,12 +414,6 @@ def purge(session, now):
     session.execute(delete(BanTenant).where(BanTenant.ban_id.in_(old)))
     session.execute(delete(Ban).where(Ban.id.in_(old)))
     commit(session)
-
-
-def _maybe_purge(session, now):
-    if time.monotonic() - _last_purge["at"] >= PURGE_INTERVAL:
-        _last_purge["at"] = time.monotonic()
-        purge(session, now)
 
 
 # --- the API's view: list, ban by hand, lift --------------------------------------------

@@ -164,16 +164,16 @@ def set_dual_registration(session, principal, trunk_number, number, *, enabled,
     external_number = external_number or None
     trunk_name = trunk_name or None
 
+    given = {"external_number": external_number, "trunk": trunk_name}
     if sip_peer:
-        for field, value in (("external_number", external_number), ("trunk", trunk_name)):
-            if value is not None:
-                raise Invalid(field, "must be blank when sip_peer is checked")
+        filled = {f: "must be blank when sip_peer is checked" for f, v in given.items() if v}
+        if filled:
+            raise Invalid(filled)
         dual_trunk = None
     else:
-        if enabled:
-            for field, value in (("external_number", external_number), ("trunk", trunk_name)):
-                if value is None:
-                    raise Invalid(field, "required when sip_peer is not checked")
+        missing = {f: "required when sip_peer is not checked" for f, v in given.items() if not v}
+        if enabled and missing:
+            raise Invalid(missing)
         dual_trunk = None
         if trunk_name is not None:
             dual_trunk = session.scalars(
@@ -210,14 +210,20 @@ def _log_out_remote(session, ext):
 
 def set_ring_mode(session, principal, trunk_number, number, *, mode):
     ext = get_extension(session, principal, trunk_number, number)
+    apply_ring_mode(session, ext, mode)
+    commit(session)
+    return ext
+
+
+def apply_ring_mode(session, ext, mode):
+    """Set the ring mode inside the caller's transaction (the API, or a phone's feature code
+    reported by an edge)."""
     mode = RingMode(mode)
     if mode != RingMode.HOME and not ext.dual_enabled:
         raise Conflict(f"ring mode {mode.value} needs dual registration on this extension",
                        fields={"mode": ["dual registration is off for this extension"]})
     ext.ring_mode = mode.value
     outbox.record_change(session, "extension", ext)
-    commit(session)
-    return ext
 
 
 def _credentials(session, ext, password):

@@ -289,3 +289,24 @@ def test_a_batch_with_a_bad_event_changes_nothing(session):
         bans.record_auth_events(session, events)
     assert "1.address" in err.value.fields
     assert session.scalar(select(func.count()).select_from(FailureWindow)) == 0
+
+
+def test_a_batch_may_name_the_same_registration_twice(session):
+    events = [Success("192.0.2.7", "12345101", at(0), at(300)),
+              Success("192.0.2.7", "12345101", at(1), at(600))]
+    bans.record_auth_events(session, events)
+    from tenants.models import SourceRegistration
+
+    [reg] = session.scalars(select(SourceRegistration)).all()
+    assert reg.valid_until == at(600)
+
+
+def test_automatic_bans_are_not_audited_but_their_lifts_are(session):
+    from tenants.models import AuditEvent
+
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    assert session.scalars(select(AuditEvent).where(AuditEvent.object_type == "ban")).all() == []
+    bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
+    [event] = session.scalars(select(AuditEvent).where(AuditEvent.object_type == "ban")).all()
+    assert event.action == "ban.update" and event.details["lifted_at"][1] is not None

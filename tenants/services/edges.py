@@ -1,0 +1,218 @@
+"""The fleet: enrollment of edges, what they report, the SIP Status screen, reloads."""
+
+import datetime as dt
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
+
+from .. import crypto, outbox
+from ..db import commit
+from ..errors import Conflict, NotFound
+from ..feed import current_version
+from ..models import Edge, EdgeBatch, Registration, Role, utcnow
+from ..scope import Principal, get_visible_tenant, require_role
+from ..tokens import find_by_token, touch
+from . import bans, extensions, maintenance
+
+TOKEN_PREFIX = "tle"
+LAST_SEEN_PRECISION = dt.timedelta(seconds=5)
+BATCH_MEMORY = dt.timedelta(days=1)  # a batch id is remembered this long
+REGISTRATION_MEMORY = dt.timedelta(hours=1)  # expired bindings are deleted after this
+
+
+# --- enrollment -------------------------------------------------------------------------
+
+
+def enroll_edge(session, principal, *, name):
+    require_role(principal, Role.PLATFORM)
+    if session.scalar(select(Edge.id).where(Edge.name == name)) is not None:
+        raise Conflict(f"an edge named {name!r} exists already", fields={"name": ["is taken"]})
+    token, key_id, secret_hash = crypto.generate_token(TOKEN_PREFIX)
+    edge = Edge(name=name, key_id=key_id, secret_hash=secret_hash, applied_version=0,
+                addresses=[])
+    session.add(edge)
+    commit(session, f"an edge named {name!r} exists already")
+    return edge, token
+
+
+def list_edges(session, principal, *, page, page_size):
+    """(edges of the page, total, current outbox version)."""
+    require_role(principal, Role.PLATFORM)
+    total = session.scalar(select(func.count()).select_from(Edge))
+    edges = session.scalars(select(Edge).order_by(Edge.id)
+                            .limit(page_size).offset((page - 1) * page_size)).all()
+    return edges, total, current_version(session)
+
+
+def get_edge(session, principal, edge_id):
+    require_role(principal, Role.PLATFORM)
+    edge = session.get(Edge, edge_id)
+    if edge is None:
+        raise NotFound(f"edge {edge_id} not found")
+    return edge
+
+
+def revoke_edge(session, principal, edge_id):
+    edge = get_edge(session, principal, edge_id)
+    if edge.revoked_at is None:
+        edge.revoked_at = utcnow()
+        commit(session)
+    return edge
+
+
+def authenticate_edge(session, token, *, now=None):
+    """The edge a token belongs to, or None (constant time whether or not it exists)."""
+    edge = find_by_token(session, Edge, TOKEN_PREFIX, token)
+    if edge is not None:
+        touch(session, edge, "last_seen_at", now or utcnow(), LAST_SEEN_PRECISION)
+    return edge
+
+
+def edge_principal(edge):
+    """Changes an edge reports (a ring mode dialled on a phone) are audited as the edge's."""
+    return Principal(role=Role.PLATFORM, name=f"edge:{edge.name}", key_id=edge.key_id)
+
+
+# --- events -----------------------------------------------------------------------------
+
+
+def ingest_events(session, edge, *, batch_id, events, now=None):
+    """Apply one batch of an edge's events in one transaction. A batch id already applied
+    is acknowledged and ignored. Returns a summary."""
+    now = now or utcnow()
+    session.info["principal"] = edge_principal(edge)
+    if session.get(EdgeBatch, (edge.id, batch_id)) is not None:
+        return {"duplicate": True, "applied": 0, "ignored": len(events)}
+    try:
+        with session.begin_nested():
+            session.add(EdgeBatch(edge_id=edge.id, batch_id=batch_id, received_at=now))
+            session.flush()
+    except IntegrityError:  # the same batch arrived twice at once; the other one wins
+        return {"duplicate": True, "applied": 0, "ignored": len(events)}
+    auth, ignored = [], []
+    for index, event in enumerate(events):
+        handler = _HANDLERS[event["type"]]
+        outcome = handler(session, edge, event, auth)
+        if outcome is not None:
+            ignored.append({"index": index, "reason": outcome})
+    bans.apply_auth_events(session, auth)
+    edge.last_seen_at = max(edge.last_seen_at or now, now)
+    commit(session)
+    maintenance.maybe_run(session, now)
+    return {"duplicate": False, "applied": len(events) - len(ignored), "ignored": ignored}
+
+
+def _failure(session, edge, event, auth):
+    auth.append(bans.Failure(event["address"], event["user_id"], event["reason"], event["at"],
+                             edge.name))
+
+
+def _success(session, edge, event, auth):
+    auth.append(bans.Success(event["address"], event["user_id"], event["at"], None, edge.name))
+
+
+def _registration(session, edge, event, auth):
+    found = extensions.find_endpoint(session, event["user_id"])
+    if found is None:
+        return "no such SIP user ID (any more)"
+    ext, endpoint = found
+    expires_at = event["at"] + dt.timedelta(seconds=event["expires"])
+    reg = session.scalars(select(Registration).where(
+        Registration.edge_id == edge.id, Registration.user_id == event["user_id"],
+        Registration.contact == event["contact"])).one_or_none()
+    if reg is None:
+        reg = Registration(edge_id=edge.id, user_id=event["user_id"], contact=event["contact"],
+                           registered_at=event["at"])
+        session.add(reg)
+    reg.tenant_id, reg.extension_id, reg.endpoint = ext.tenant_id, ext.id, endpoint.value
+    reg.source_address, reg.source_port = event["source_address"], event["source_port"]
+    reg.transport, reg.user_agent = event["transport"], event.get("user_agent")
+    reg.expires_at = expires_at
+    # A registered phone shelters its office from a whole ban (see bans).
+    auth.append(bans.Success(event["source_address"], event["user_id"], event["at"],
+                             expires_at, edge.name))
+    return None
+
+
+def _unregistration(session, edge, event, auth):
+    stmt = delete(Registration).where(Registration.edge_id == edge.id,
+                                      Registration.user_id == event["user_id"])
+    if event.get("contact") is not None:
+        stmt = stmt.where(Registration.contact == event["contact"])
+    session.execute(stmt)
+
+
+def _ring_mode(session, edge, event, auth):
+    found = extensions.find_endpoint(session, event["user_id"])
+    if found is None:
+        return "no such SIP user ID (any more)"
+    try:
+        with session.begin_nested():
+            extensions.apply_ring_mode(session, found[0], event["mode"])
+            session.flush()
+    except Conflict as exc:
+        return exc.message
+    return None
+
+
+def _heartbeat(session, edge, event, auth):
+    edge.applied_version = max(edge.applied_version, event["applied_version"])
+    if event.get("addresses") is not None:
+        edge.addresses = sorted(set(event["addresses"]))
+
+
+_HANDLERS = {
+    "auth_failure": _failure,
+    "auth_success": _success,
+    "registration": _registration,
+    "unregistration": _unregistration,
+    "ring_mode": _ring_mode,
+    "heartbeat": _heartbeat,
+}
+EVENT_TYPES = tuple(_HANDLERS)
+
+
+# --- SIP Status and reload --------------------------------------------------------------
+
+
+def list_registrations(session, principal, trunk_number, *, number=None, now=None):
+    """Bindings in force now: gone once expired, even if their edge died without a word."""
+    tenant = get_visible_tenant(session, principal, trunk_number)
+    stmt = (select(Registration)
+            .where(Registration.tenant_id == tenant.id, Registration.expires_at > (now or utcnow()))
+            .options(joinedload(Registration.edge), joinedload(Registration.extension)))
+    if number is not None:
+        ext = extensions.get_extension(session, principal, trunk_number, number)
+        stmt = stmt.where(Registration.extension_id == ext.id)
+    return stmt.order_by(Registration.user_id, Registration.contact, Registration.id)
+
+
+def request_reload(session, principal, trunk_number):
+    """Ask every edge to re-read the tenant; returns the version that carries the request."""
+    tenant = get_visible_tenant(session, principal, trunk_number)
+    outbox.record_change(session, "reload", tenant)
+    commit(session)
+    return outbox.written_version(session, "reload", tenant.trunk_number)
+
+
+def reload_status(session, principal, trunk_number, version):
+    get_visible_tenant(session, principal, trunk_number)
+    if version > current_version(session):
+        raise NotFound(f"no version {version} yet")
+    edges = session.scalars(select(Edge).where(Edge.revoked_at.is_(None)).order_by(Edge.name)).all()
+    return {
+        "version": version,
+        "edges": [{"name": e.name, "applied": e.applied_version >= version,
+                   "applied_version": e.applied_version, "last_seen_at": e.last_seen_at}
+                  for e in edges],
+        "applied": sum(e.applied_version >= version for e in edges),
+        "total": len(edges),
+    }
+
+
+def purge(session, *, now):
+    """Forget old batch ids and long-expired bindings."""
+    session.execute(delete(EdgeBatch).where(EdgeBatch.received_at < now - BATCH_MEMORY))
+    session.execute(delete(Registration).where(Registration.expires_at < now - REGISTRATION_MEMORY))
+    commit(session)
