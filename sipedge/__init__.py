@@ -1,0 +1,6 @@
+"""The Trunkline SIP edge worker.
+
+`sipedge.sip` is the sans-IO protocol core: it parses and builds SIP messages, checks
+digest credentials and keeps registrar state, never touching sockets or reading the clock
+(time is passed in). A thin asyncio layer feeds it bytes.
+"""
