@@ -9,7 +9,7 @@ from . import database
 from .errors import error_response
 
 PUBLIC_PATHS = {"/api/v1/openapi.json"}
-EDGE_PATHS = "/api/v1/edge/"
+EDGE_PATHS = database.EDGE_PATHS
 
 
 def init_app(app):

@@ -4,7 +4,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from flask import current_app, g
+import threading
+
+from flask import current_app, g, request
 
 from tenants.crypto import SecretBox
 from tenants.db import make_engine, make_sessionmaker
@@ -13,6 +15,7 @@ from tenants.platform import Platform
 from .config import secret_keys
 from .feed import Notifier
 
+EDGE_PATHS = "/api/v1/edge/"
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -35,6 +38,8 @@ def init_app(app):
         "engine": engine,
         "sessions": make_sessionmaker(engine, platform),
         "notifier": Notifier(engine),
+        # Long-polls one worker holds at once; the rest of its threads serve the API.
+        "longpoll_slots": threading.BoundedSemaphore(app.config["LONGPOLL_SLOTS"]),
     }
     app.teardown_appcontext(_close_session)
 
@@ -42,7 +47,14 @@ def init_app(app):
 def session():
     """The unit of work of this request. Nothing is saved unless a service commits."""
     if "db_session" not in g:
-        g.db_session = current_app.extensions["trunkline"]["sessions"]()
+        ext = current_app.extensions["trunkline"]
+        if request.method == "GET" and request.path.startswith(EDGE_PATHS):
+            # An edge's reads (and its long-polls) must not queue for SQLite's write lock
+            # behind API writes; a deferred transaction still takes it if a write follows.
+            g.db_session = ext["sessions"](bind=ext["engine"].execution_options(
+                sqlite_read_only=True))
+        else:
+            g.db_session = ext["sessions"]()
     return g.db_session
 
 

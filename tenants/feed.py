@@ -91,8 +91,11 @@ def snapshot(session, *, trunk_number=None, now):
     for tenant in stream(tenants):
         yield _record("tenant", tenant, tenant_payload)
         count += 1
+    # Members' numbers only: whole Extension rows for every member would set the
+    # snapshot's peak memory by the size of the groups.
     groups = scoped(select(RingGroup), RingGroup).options(
-        joinedload(RingGroup.tenant), selectinload(RingGroup.members)).order_by(RingGroup.id)
+        joinedload(RingGroup.tenant),
+        selectinload(RingGroup.members).load_only(Extension.number)).order_by(RingGroup.id)
     for group in stream(groups):
         yield _record("ring_group", group, ring_group_payload)
         count += 1

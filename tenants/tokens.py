@@ -6,6 +6,7 @@ exists, so timing tells nothing.
 """
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from . import crypto
 
@@ -25,8 +26,12 @@ def find_by_token(session, model, prefix, token):
 
 def touch(session, row, attribute, now, precision):
     """Record a use, at most once per `precision`: a write on every request would turn
-    every read into a write."""
+    every read into a write. Best effort: a busy database skips it rather than fail the
+    request it only accompanies."""
     last = getattr(row, attribute)
     if last is None or now - last > precision:
         setattr(row, attribute, now)
-        session.commit()
+        try:
+            session.commit()
+        except OperationalError:
+            session.rollback()

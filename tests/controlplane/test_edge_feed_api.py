@@ -148,3 +148,18 @@ def test_reload_status_counts_the_edges_that_applied_it(api, edge):
     assert api.ok(api.get(f"/tenants/{trunk}/reloads/{version}"), 200)["applied"] == 1
     [listed] = api.ok(api.get("/edges"), 200)
     assert listed["applied_version"] == version and listed["behind"] == 0
+
+
+def test_an_edge_reads_while_a_writer_holds_the_database(api, app, edge):
+    api.tenant()
+    engine = app.extensions["trunkline"]["engine"]
+    with engine.connect() as writer:
+        # Another process in the middle of a long write: SQLite's write lock, PostgreSQL's
+        # exclusive lock on the outbox (writes wait, reads go on).
+        if engine.dialect.name == "sqlite":
+            writer.exec_driver_sql("SELECT 1")  # BEGIN IMMEDIATE: the write lock
+        else:
+            writer.exec_driver_sql("LOCK TABLE outbox, edges IN EXCLUSIVE MODE")
+        response = edge.get("/edge/changes?after=0&wait=0")
+        writer.rollback()
+    assert response.status_code == 200 and response.get_json()["changes"]

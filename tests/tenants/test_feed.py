@@ -16,6 +16,7 @@ def snapshot_records(session, **kw):
 def test_snapshot_carries_every_kind_with_its_version(session, extension):
     trunks.create_trunk(session, ROOT, "12345", name="gw", gateway="gw.example")
     ring_groups.create_ring_group(session, ROOT, "12345", number="600", name="Sales")
+    extensions.update_extension(session, ROOT, "12345", "101", ring_groups=["600"])
     extensions.set_dual_registration(session, ROOT, "12345", "101", enabled=True)
     bans.ban_by_hand(session, ROOT, address="192.0.2.1")
     bans.add_trusted_network(session, ROOT, cidr="198.51.100.0/24")
@@ -28,6 +29,10 @@ def test_snapshot_carries_every_kind_with_its_version(session, extension):
     assert kinds == {"ban_policy", "ban", "trusted_network", "tenant", "ring_group", "extension"}
     [ext] = [r for r in objects if r["kind"] == "extension"]
     assert [i["user_id"] for i in ext["payload"]["identities"]] == ["12345101", "12345101r"]
+    # the group section loaded members' numbers only; the extension record is still whole
+    assert ext["payload"]["ring_groups"] == ["600"] and ext["payload"]["realm"]
+    [group] = [r for r in objects if r["kind"] == "ring_group"]
+    assert group["payload"]["members"] == ["101"]
 
 
 def test_snapshot_of_one_tenant_leaves_the_others_out(session, extension):

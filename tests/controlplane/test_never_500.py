@@ -1,0 +1,300 @@
+"""No input makes the API answer 500, and every error comes in the one error shape.
+
+Hypothesis throws bodies at every write operation the OpenAPI document lists (bodies shaped
+like the operation's schema with bad values inside, arbitrary JSON, and raw bytes under any
+content type) and arbitrary path segments and query strings at every GET. The inputs that
+once broke something are kept below as plain parametrized cases.
+"""
+
+import json
+import re
+from urllib.parse import quote
+
+import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+
+from .checks import assert_error, assert_error_shape
+
+FUZZ = settings(
+    max_examples=50,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
+                           HealthCheck.filter_too_much],
+)
+WRITE_METHODS = ("post", "put", "patch")
+PARAM = re.compile(r"\{(\w+)\}")
+
+
+_SPEC = {}
+
+
+class Target(dict):
+    def __repr__(self):  # Hypothesis prints its arguments: not the whole OpenAPI document
+        return f"Target(trunk={self['trunk']!r})"
+
+
+@pytest.fixture
+def target(api):
+    """A tenant with one of everything, so that every path of the API names something."""
+    reseller = api.reseller("Fuzz Reseller")
+    trunk = api.tenant("Fuzz Tenant", reseller_id=reseller["id"])["trunk_number"]
+    api.ok(api.post(f"/tenants/{trunk}/trunks", {"name": "carrier", "gateway": "gw.example"}),
+           201)
+    api.extension(trunk, "101")
+    api.ok(api.put(f"/tenants/{trunk}/extensions/101/dual-registration",
+                   {"enabled": True, "sip_peer": True}), 200)
+    api.ok(api.post(f"/tenants/{trunk}/ring-groups", {"number": "600", "name": "Sales"}), 201)
+    api.ok(api.post(f"/tenants/{trunk}/queues", {"number": "700", "name": "Hotline"}), 201)
+    key = api.ok(api.post("/api-keys", {"role": "tenant", "name": "k", "trunk_number": trunk}),
+                 201)
+    if not _SPEC:  # the same for every app; building it is not free
+        _SPEC.update(api.client.get("/api/v1/openapi.json").get_json())
+    return Target(spec=_SPEC, trunk=trunk, reseller_id=reseller["id"], key_id=key["id"])
+
+
+def fill(path, target):
+    """A path of the spec with every parameter naming an existing object."""
+    values = {
+        "trunk": target["trunk"], "reseller_id": target["reseller_id"],
+        "key_id": target["key_id"], "name": "carrier", "queue": "700", "extension": "101",
+        "number": "600" if "/ring-groups/" in path else "101",
+        "address": "192.0.2.1", "network_id": "1",
+    }
+    return PARAM.sub(lambda m: str(values.get(m[1], "1")), path).removeprefix("/api/v1")
+
+
+def operations(spec, methods):
+    return sorted((method, path, op) for path, item in spec["paths"].items()
+                  for method, op in item.items() if method in methods)
+
+
+def url_quote(text):
+    """Percent-encoded UTF-8, lone surrogates included (as the invalid bytes they make)."""
+    return quote(text.encode("utf-8", "surrogatepass"), safe="")
+
+
+def send(api, method, path, **kwargs):
+    response = getattr(api, method)(path, **kwargs)
+    event(f"{method} {response.status_code}")  # shown by --hypothesis-show-statistics
+    assert response.status_code < 500, (method, path, response.get_json(silent=True))
+    if response.status_code >= 400:
+        assert_error_shape(response)
+    return response
+
+
+# Strategies
+
+any_text = st.text(alphabet=st.characters(codec=None), max_size=40)
+huge_int = st.integers(min_value=-(2**70), max_value=2**70)
+scalars = (st.none() | st.booleans() | st.integers() | huge_int
+           | st.floats(allow_nan=True, allow_infinity=True) | any_text)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=12,
+)
+
+
+def from_schema(spec, schema, depth=0):
+    """Values shaped like an OpenAPI schema, often with a wrong value somewhere inside."""
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    if "allOf" in schema:
+        return from_schema(spec, schema["allOf"][0], depth)
+    kind = schema.get("type")
+    if kind == "object" or "properties" in schema:
+        props = {name: from_schema(spec, sub, depth + 1)
+                 for name, sub in schema.get("properties", {}).items()
+                 if not sub.get("readOnly")}
+        required = {name: props.pop(name) for name in schema.get("required", ()) if name in props}
+        shaped = st.fixed_dictionaries(required, optional=props)
+    elif kind == "array":
+        shaped = st.lists(from_schema(spec, schema.get("items", {}), depth + 1), max_size=3)
+    elif "enum" in schema:
+        shaped = st.sampled_from(schema["enum"])
+    elif kind == "string":
+        shaped = any_text
+        if "pattern" in schema:
+            shaped = st.from_regex(schema["pattern"]) | shaped
+        if schema.get("format") == "email":
+            shaped = st.emails() | shaped
+    elif kind == "integer":
+        low, high = schema.get("minimum"), schema.get("maximum")
+        shaped = st.integers(min_value=low, max_value=high) | huge_int
+    elif kind == "boolean":
+        shaped = st.booleans()
+    else:
+        shaped = json_values
+    # Mostly well-shaped (so that bodies get past the schema), now and then anything at all.
+    junk = json_values if depth < 2 else scalars
+    return st.integers(0, 9).flatmap(lambda dice: junk if dice == 0 else shaped)
+
+
+def body_schema(op):
+    body = op.get("requestBody", {}).get("content", {}).get("application/json", {})
+    return body.get("schema", {"type": "object"})
+
+
+# The fuzz tests
+
+
+@settings(FUZZ, max_examples=100)
+@given(data=st.data())
+def test_write_with_schema_shaped_body_never_500(api, target, data):
+    ops = operations(target["spec"], WRITE_METHODS)
+    method, path, op = data.draw(st.sampled_from(ops), label="operation")
+    body = data.draw(from_schema(target["spec"], body_schema(op)), label="body")
+    send(api, method, fill(path, target), json=body)
+
+
+@FUZZ
+@given(data=st.data())
+def test_write_with_arbitrary_json_never_500(api, target, data):
+    ops = operations(target["spec"], WRITE_METHODS)
+    method, path, _op = data.draw(st.sampled_from(ops), label="operation")
+    send(api, method, fill(path, target), json=data.draw(json_values, label="body"))
+
+
+CONTENT_TYPES = ["application/json", "application/json; charset=latin-1", "text/plain",
+                 "application/x-www-form-urlencoded", "multipart/form-data", "application/xml",
+                 "", "application/json; boundary=x"]
+
+
+@FUZZ
+@given(data=st.data())
+def test_write_with_raw_body_never_500(api, target, data):
+    ops = operations(target["spec"], WRITE_METHODS)
+    method, path, _op = data.draw(st.sampled_from(ops), label="operation")
+    raw = data.draw(st.binary(max_size=200)
+                    | any_text.map(lambda t: t.encode("utf-8", "surrogatepass"))
+                    | json_values.map(lambda v: json.dumps(v).encode()), label="raw body")
+    content_type = data.draw(st.sampled_from(CONTENT_TYPES), label="content type")
+    send(api, method, fill(path, target), data=raw, content_type=content_type)
+
+
+@FUZZ
+@given(data=st.data())
+def test_get_with_arbitrary_path_segment_never_500(api, target, data):
+    ops = [o for o in operations(target["spec"], ("get",)) if PARAM.search(o[1])]
+    _method, path, _op = data.draw(st.sampled_from(ops), label="operation")
+    names = PARAM.findall(path)
+    name = data.draw(st.sampled_from(names), label="parameter")
+    segment = data.draw(any_text.filter(bool) | huge_int.map(str), label="segment")
+    templated = path.replace("{" + name + "}", url_quote(segment))
+    send(api, "get", fill(templated, target))
+
+
+@FUZZ
+@given(data=st.data())
+def test_list_with_arbitrary_query_never_500(api, target, data):
+    ops = [o for o in operations(target["spec"], ("get",)) if "X-Pagination" in
+           o[2]["responses"].get("200", {}).get("headers", {})]
+    _method, path, op = data.draw(st.sampled_from(ops), label="operation")
+    names = [p["name"] for p in op.get("parameters", []) if p.get("in") == "query"]
+    query = data.draw(st.dictionaries(
+        st.sampled_from(names) | any_text.filter(bool),
+        huge_int.map(str) | st.integers(-5, 5).map(str) | any_text, max_size=3), label="query")
+    encoded = "&".join(f"{url_quote(k)}={url_quote(v)}" for k, v in query.items())
+    send(api, "get", fill(path, target), query_string=encoded)
+
+
+# Inputs that once made a 500 (or nearly): kept as plain regression cases.
+
+T = "{trunk}"
+REGRESSIONS = [
+    # (method, path, body, status, field)
+    ("post", "/tenants", {"name": "x", "reseller_id": 10**20}, 422, "reseller_id"),
+    ("post", "/tenants", {"name": "x", "reseller_id": 2**31}, 422, "reseller_id"),
+    ("patch", f"/tenants/{T}", {"reseller_id": -(2**63) - 1}, 422, "reseller_id"),
+    ("post", "/api-keys", {"role": "reseller", "name": "x", "reseller_id": 2**64}, 422,
+     "reseller_id"),
+    ("post", "/tenants", {"name": "nul\x00byte"}, 422, "name"),
+    ("post", "/tenants", {"name": "lone \ud800 surrogate"}, 422, "name"),
+    ("post", "/tenants", {"name": "x", "trunk_number": "12345\n"}, 422, "trunk_number"),
+    ("post", f"/tenants/{T}/extensions", {"number": "101\n", "name": "x"}, 422, "number"),
+    ("post", f"/tenants/{T}/extensions", {"number": "123456\n", "name": "x"}, 422, "number"),
+    ("patch", f"/tenants/{T}", {"feature_codes": {"ring_mode": "55\n"}}, 422,
+     "feature_codes.ring_mode"),
+    ("patch", f"/tenants/{T}/extensions/101", {"caller_id_number": "+4930\n"}, 422,
+     "caller_id_number"),
+    ("patch", f"/tenants/{T}/extensions/101", {"voicemail": {"pin": "1234\n"}}, 422,
+     "voicemail.pin"),
+    ("patch", f"/tenants/{T}/extensions/101",
+     {"voicemail": {"email": "a" * 250 + "@example.com"}}, 422, "voicemail.email"),
+    ("patch", f"/tenants/{T}/extensions/101",
+     {"forwarding": {"busy": {"enabled": True, "destination": "+" + "1" * 32}}}, 422,
+     "forwarding.busy.destination"),
+    ("put", f"/tenants/{T}/extensions/101/dual-registration",
+     {"enabled": True, "sip_peer": False, "external_number": "+4930", "trunk": "car\x00rier"},
+     422, "trunk"),
+    ("post", f"/tenants/{T}/trunks", {"name": "gw\n", "gateway": "gw.example"}, 422, "name"),
+    ("post", f"/tenants/{T}/trunks", {"name": "long", "gateway": "g" * 253 + ":5060"}, 422,
+     "gateway"),
+    ("post", f"/tenants/{T}/trunks", {"name": "v6", "gateway": "[" + "1:" * 150 + "1]"}, 422,
+     "gateway"),
+    ("post", f"/tenants/{T}/ring-groups", {"number": "601", "name": "x", "ring_seconds": 1e308},
+     422, "ring_seconds"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "field"), REGRESSIONS,
+                         ids=[f"{m}-{f}-{i}" for i, (m, _p, _b, _s, f) in enumerate(REGRESSIONS)])
+def test_write_with_nasty_value_is_422(api, target, method, path, body, status, field):
+    response = getattr(api, method)(path.replace(T, target["trunk"]), json=body)
+    assert_error(response, status, field)
+
+
+@pytest.mark.parametrize("path", [
+    "/resellers/99999999999999999999",
+    "/resellers/2147483648",
+    "/tenants/%00",
+    "/tenants/1234%00",
+    "/tenants/{trunk}/extensions/10%00",
+    "/tenants/{trunk}/trunks/carrier%00",
+    "/tenants/{trunk}/ring-groups/%00600",
+    "/tenants/{trunk}/queues/70%000",
+    "/api-keys/%00",
+    "/tenants/{trunk}%0A",
+    "/tenants/{trunk}/extensions/101%0A",
+])
+def test_get_with_nasty_path_segment_is_404(api, target, path):
+    assert_error(api.get(path.replace("{trunk}", target["trunk"])), 404)
+
+
+@pytest.mark.parametrize("query", [
+    {"page": str(10**20)},
+    {"page": str(2**62)},
+    {"page": "0"},
+    {"page": "-1"},
+    {"page": "one"},
+    {"page_size": str(10**20)},
+    {"page_size": "0"},
+])
+def test_list_with_nasty_page_is_422(api, target, query):
+    response = api.get(f"/tenants/{target['trunk']}/extensions", query_string=query)
+    assert response.status_code == 422, response.get_json()
+    body = assert_error_shape(response)
+    assert set(body["errors"]["query"]) == set(query)
+
+
+def test_list_with_last_possible_page_is_empty(api, target):
+    response = api.get(f"/tenants/{target['trunk']}/extensions",
+                       query_string={"page": str(2**31 - 1), "page_size": "1000"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json() == []
+
+
+@pytest.mark.parametrize("raw", [
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    b'{"name": "x", "ring_seconds": Infinity}',
+    b'{"name": NaN}',
+    b"\xff\xfe\x00",
+    b"",
+])
+def test_post_with_unparsable_json_is_4xx(api, target, raw):
+    response = api.post(f"/tenants/{target['trunk']}/ring-groups", data=raw,
+                        content_type="application/json")
+    assert 400 <= response.status_code < 500, response.get_json(silent=True)
+    assert_error_shape(response)
