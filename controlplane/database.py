@@ -9,7 +9,7 @@ import threading
 from flask import current_app, g, request
 
 from tenants.crypto import SecretBox
-from tenants.db import make_engine, make_sessionmaker
+from tenants.db import READER, make_engine, make_sessionmaker
 from tenants.platform import Platform
 
 from .config import secret_keys
@@ -51,8 +51,7 @@ def session():
         if request.method == "GET" and request.path.startswith(EDGE_PATHS):
             # An edge's reads (and its long-polls) must not queue for SQLite's write lock
             # behind API writes; a deferred transaction still takes it if a write follows.
-            g.db_session = ext["sessions"](bind=ext["engine"].execution_options(
-                sqlite_read_only=True))
+            g.db_session = ext["sessions"](bind=ext["engine"].execution_options(**READER))
         else:
             g.db_session = ext["sessions"]()
     return g.db_session
@@ -66,7 +65,7 @@ def snapshot_session():
     if engine.dialect.name == "postgresql":
         bind = engine.execution_options(isolation_level="REPEATABLE READ")
     else:
-        bind = engine.execution_options(sqlite_read_only=True)
+        bind = engine.execution_options(**READER)
     return ext["sessions"](bind=bind)
 
 

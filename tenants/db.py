@@ -5,6 +5,8 @@ starts with BEGIN IMMEDIATE: pysqlite's deferred transactions let two writers bo
 and then fail to upgrade their lock ("database is locked") instead of waiting their turn.
 """
 
+import contextlib
+
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, sessionmaker
@@ -34,7 +36,7 @@ def _configure_sqlite(engine):
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -43,6 +45,39 @@ def _configure_sqlite(engine):
         # and see one point in time for as long as their transaction lasts (WAL).
         read_only = conn.get_execution_options().get("sqlite_read_only")
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+READER = {"sqlite_read_only": True}
+BRIEF_LOCK_WAIT_MS = 200
+BUSY_TIMEOUT_MS = 30000
+
+
+def is_reader(session):
+    """Was the session made to read only (bound with READER's execution options)?"""
+    return bool(session.get_bind().get_execution_options().get("sqlite_read_only"))
+
+
+@contextlib.contextmanager
+def waiting_briefly(engine):
+    """A transaction of its own (committed on exit) that gives up with OperationalError
+    after BRIEF_LOCK_WAIT_MS instead of queueing behind a lock: for bookkeeping writes
+    that must never hold up the work they accompany."""
+    engine = engine.execution_options(sqlite_read_only=False)
+    with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:
+            # Before BEGIN IMMEDIATE (which the first statement issues) takes the lock.
+            conn.connection.driver_connection.execute(
+                f"PRAGMA busy_timeout={BRIEF_LOCK_WAIT_MS}")
+        try:
+            with conn.begin():
+                if not sqlite:
+                    conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BRIEF_LOCK_WAIT_MS}ms'")
+                yield conn
+        finally:
+            if sqlite:
+                conn.connection.driver_connection.execute(
+                    f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
 
 
 def make_sessionmaker(engine, platform):

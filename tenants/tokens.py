@@ -5,10 +5,12 @@ with its stored SHA-256 in constant time, and the work is the same whether or no
 exists, so timing tells nothing.
 """
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from . import crypto
+from .db import is_reader, waiting_briefly
 
 
 def find_by_token(session, model, prefix, token):
@@ -26,12 +28,25 @@ def find_by_token(session, model, prefix, token):
 
 def touch(session, row, attribute, now, precision):
     """Record a use, at most once per `precision`: a write on every request would turn
-    every read into a write. Best effort: a busy database skips it rather than fail the
-    request it only accompanies."""
+    every read into a write. Best effort: a busy database skips the record rather than
+    fail the request it only accompanies. A reading session (an edge's GETs) stays a
+    reader: the record goes through a connection of its own that waits for locks only
+    briefly, so another process mid-write, or a table locked for maintenance, never
+    stalls a read."""
     last = getattr(row, attribute)
-    if last is None or now - last > precision:
+    if last is not None and now - last <= precision:
+        return
+    if not is_reader(session):
         setattr(row, attribute, now)
         try:
             session.commit()
         except OperationalError:
             session.rollback()
+        return
+    model = type(row)
+    try:
+        with waiting_briefly(session.get_bind()) as conn:
+            conn.execute(update(model).where(model.id == row.id).values({attribute: now}))
+    except OperationalError:
+        return
+    set_committed_value(row, attribute, now)
