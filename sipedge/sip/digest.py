@@ -302,7 +302,8 @@ def _quote(text):
 
 
 def challenge(realm: str, nonce: str, *, stale: bool = False,
-              opaque: str | None = None) -> list[str]:
+              opaque: str | None = None,
+              algorithms: Sequence[str] = ALGORITHMS) -> list[str]:
     """The WWW-Authenticate values of a 401, one per algorithm, SHA-256 first.
 
     RFC 8760 §2.3: several challenges of one realm each use a different algorithm, in
@@ -310,7 +311,9 @@ def challenge(realm: str, nonce: str, *, stale: bool = False,
     (RFC 7616 §3.7). RFC 7616 §3.3: qop-options is a quoted string, stale a token.
     """
     values = []
-    for algorithm in ALGORITHMS:
+    for algorithm in algorithms:
+        if algorithm not in _HASHES:
+            raise ValueError(f"unsupported algorithm {algorithm}")
         params = [f"realm={_quote(realm)}", f"nonce={_quote(nonce)}"]
         if opaque is not None:
             params.append(f"opaque={_quote(opaque)}")

@@ -1,0 +1,462 @@
+"""The edge's SIP core, sans-IO: bytes and time in, bytes to send and events out.
+
+The asyncio shell (sipedge/shell.py) owns the sockets and the clock and calls:
+
+- ``core.blocked(address, now)`` for every packet or new connection, before anything is
+  parsed: a banned source gets no answer at all (and its TCP connection is closed);
+- ``core.receive(data, transport=, source=, now=, conn=)`` with one datagram, or one
+  message that the stream framer cut out of a TCP connection; it returns the ``Send``s to
+  make;
+- ``core.tick(now)`` when ``core.next_timer()`` comes (bindings expire, caches age);
+- ``core.apply_change(entry, now)``, ``core.snapshot_done(now)`` and
+  ``core.replace_config(config, now)`` from the control plane link (sipedge/link.py);
+- ``core.drain_events(limit)`` for the events the link reports to the control plane.
+
+REGISTER is the method this part of the edge serves (RFC 3261 §10, digest per
+sipedge.sip.digest); OPTIONS is answered (phones and monitors ping with it); other
+requests get 501 until call routing lands, and responses are ignored (the edge sends no
+requests yet).
+"""
+
+import datetime as dt
+import email.utils
+import hashlib
+import ipaddress
+import logging
+import os
+import re
+from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
+
+from .config import EdgeConfig
+from .guard import Guard
+from .sip import digest
+from .sip.message import (
+    ParseError, Request, make_response, parse_contact, parse_message, parse_name_addr,
+    parse_uri, parse_via, unescape,
+)
+from .sip.registrar import Registrar
+
+log = logging.getLogger("sipedge.core")
+
+SERVER = "Trunkline sipedge"
+ALLOW = "REGISTER, OPTIONS"
+DEFAULT_REALM = "sip.trunkline.local"
+MAX_EVENTS = 100_000  # queued for the control plane; beyond, the oldest are dropped
+TRANSACTION_LIFETIME = 32.0  # RFC 3261 §17.2.2 Timer J: 64*T1 for retransmissions
+MAX_TRANSACTIONS = 50_000
+# Clients known to give up on a 401 that offers any algorithm besides MD5 (they decode
+# every WWW-Authenticate and fail on SHA-256, or take the first one whatever it is):
+# baresip 1.x (libre before 3.x), SIPp 3.6. They get the MD5 challenge alone.
+MD5_ONLY_AGENTS = r"(?i)^(baresip v?[01]\.|sipp\b)"
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Bytes to send: on UDP to `destination`, on TCP over the connection `conn`."""
+
+    data: bytes
+    destination: tuple
+    transport: str
+    conn: object = None
+
+
+def _iso(now):
+    return dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()
+
+
+class EdgeCore:
+    def __init__(self, *, nonce_secrets=None, realm=None, domains=(), own_addresses=(),
+                 nonce_lifetime=300.0, registrar=None, max_events=MAX_EVENTS,
+                 algorithms=digest.ALGORITHMS, md5_only_agents=MD5_ONLY_AGENTS):
+        self.config = EdgeConfig()
+        self.algorithms = tuple(algorithms)
+        self._md5_only = re.compile(md5_only_agents) if md5_only_agents else None
+        self._realm = realm
+        self.domains = {d.lower() for d in domains}
+        self.nonces = digest.NonceManager(secrets=nonce_secrets or [os.urandom(32)],
+                                          lifetime=nonce_lifetime)
+        self.counts = digest.NonceCounts()
+        self.registrar = registrar or Registrar()
+        self.guard = Guard(own_addresses=own_addresses)
+        self._own_addresses = list(own_addresses)
+        self.events = deque()
+        self.max_events = max_events
+        self.events_dropped = 0
+        self._transactions = OrderedDict()  # (branch, method, source) -> (expires, [Send])
+        self._sources = {}  # (user_id, contact) -> source the binding came from
+        self._users_at = {}  # source -> Counter of user IDs with bindings from there
+        self.stats = Counter()  # requests by method, responses by status, failures...
+
+    # --- configuration ---
+
+    @property
+    def realm(self):
+        if self._realm:
+            return self._realm
+        for identity in self.config.identities.values():
+            return identity.realm
+        return DEFAULT_REALM
+
+    def listen_addresses(self):
+        return list(self._own_addresses)
+
+    def set_listen_addresses(self, addresses):
+        self._own_addresses = list(addresses)
+        self.guard.set_own_addresses(addresses)
+
+    def replace_config(self, config, now):
+        before = set(self.config.identities)
+        self.config = config
+        self._drop_users(before - set(config.identities), now)
+        self.guard.load(config)
+
+    def apply_change(self, entry, now):
+        changed = self.config.apply_change(entry)
+        self._act_on(changed, now)
+
+    def snapshot_done(self, now):
+        changed = self.config.end_snapshot()
+        self._act_on(changed, now)
+        self.guard.load(self.config)
+
+    def _act_on(self, changed, now):
+        self._drop_users(changed.removed_user_ids, now)
+        if changed.bans_changed:
+            self.guard.load(self.config)
+
+    def _drop_users(self, user_ids, now):
+        for user_id in user_ids:
+            removed = self.registrar.remove_user(user_id)
+            for binding in removed:
+                self._unindex(binding)
+            if removed:
+                self._event("unregistration", now, user_id=user_id)
+
+    # --- events for the control plane ---
+
+    def _event(self, kind, now, **fields):
+        if len(self.events) >= self.max_events:
+            self.events.popleft()
+            self.events_dropped += 1
+        self.events.append({"type": kind, "at": _iso(now), **fields})
+
+    def drain_events(self, limit):
+        out = []
+        while self.events and len(out) < limit:
+            out.append(self.events.popleft())
+        return out
+
+    # --- time ---
+
+    def next_timer(self):
+        expiry = self.registrar.next_expiry()
+        oldest = next(iter(self._transactions.values()), None)
+        candidates = [t for t in (expiry, oldest[0] if oldest else None) if t is not None]
+        return min(candidates) if candidates else None
+
+    def tick(self, now):
+        for binding in self.registrar.expire(now):
+            self._unindex(binding)
+            self._event("unregistration", now, user_id=binding.user_id,
+                        contact=binding.contact)
+        while self._transactions:
+            key, (expires, _) = next(iter(self._transactions.items()))
+            if expires > now:
+                break
+            del self._transactions[key]
+
+    # --- packets ---
+
+    def blocked(self, address, now):
+        return self.guard.blocked(address, now)
+
+    def receive(self, data, *, transport, source, now, conn=None):
+        """Handle one message; returns the list of Sends it calls for."""
+        self.stats["messages"] += 1
+        try:
+            message = parse_message(data)
+        except ParseError as error:
+            self.stats["malformed"] += 1
+            return self._bad_request(error, transport, source, conn)
+        if not isinstance(message, Request):
+            self.stats["responses_ignored"] += 1
+            return []
+        if message.method == "ACK":
+            return []  # never answered (RFC 3261 §17.2.1); no INVITEs are served yet
+        self.stats[f"request:{message.method}"] += 1
+        try:
+            top = parse_via(message.headers.get_all("Via")[0])
+        except (ParseError, IndexError):
+            return self._bad_request(ParseError("bad Via", message.headers), transport,
+                                     source, conn)
+        key = (top.branch, message.method, source) if top.branch else None
+        if key is not None:
+            cached = self._transactions.get(key)
+            if cached is not None:  # a retransmission: the same answer again
+                self.stats["retransmissions"] += 1
+                return [Send(s.data, s.destination, s.transport, conn) for s in cached[1]]
+        try:
+            response = self._handle(message, transport, source, now)
+        except ParseError as error:
+            self.stats["malformed"] += 1
+            response = self._response(message, 400, f"Bad Request ({error})")
+        sends = [self._send(response, top, transport, source, conn)]
+        if key is not None:
+            self._transactions[key] = (now + TRANSACTION_LIFETIME, sends)
+            if len(self._transactions) > MAX_TRANSACTIONS:
+                self._transactions.popitem(last=False)
+        return sends
+
+    def unframeable(self, error, transport, source):
+        """A stream that cannot be framed (the shell then closes it): a 400 if possible."""
+        self.stats["malformed"] += 1
+        return self._bad_request(error, transport, source, None)
+
+    def _bad_request(self, error, transport, source, conn):
+        headers = error.headers
+        if headers is None or not headers.get_all("Via") or "CSeq" not in headers:
+            return []  # nothing to address a response to: dropped (RFC 3261 §16.3 spirit)
+        try:
+            start = headers.get("CSeq", "").split()
+            if len(start) == 2 and start[1].upper() == "ACK":
+                return []
+            top = parse_via(headers.get_all("Via")[0])
+            reason = f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
+            response = make_response(headers, 400, reason, [("Server", SERVER)],
+                                     to_tag=self._to_tag(headers))
+            return [self._send(response, top, transport, source, conn)]
+        except (ParseError, ValueError):
+            return []
+
+    def _send(self, response, top, transport, source, conn):
+        response = self._with_received(response, top, source)
+        self.stats[f"response:{response.status}"] += 1
+        return Send(response.to_bytes(), tuple(source), transport, conn)
+
+    @staticmethod
+    def _with_received(response, top, source):
+        """RFC 3261 §18.2.1 received, RFC 3581 rport, on the top Via of the response."""
+        vias = response.headers.get_all("Via")
+        if not vias:
+            return response
+        params = dict(top.params)
+        host = top.host.strip("[]")
+        if host != source[0] or "rport" in params:
+            params["received"] = source[0]
+        if "rport" in params:
+            params["rport"] = str(source[1])
+        text = f"{top.protocol}/{top.transport} {top.host}"
+        if top.port is not None:
+            text += f":{top.port}"
+        text += "".join(f";{k}={v}" if v != "" else f";{k}" for k, v in params.items())
+        fields, replaced = [], False
+        for name, value in response.headers:
+            if name == "Via" and not replaced:
+                rest = value.split(",", 1)
+                # The first element of the first Via field is the top Via.
+                value = text if len(rest) == 1 else text + "," + rest[1]
+                replaced = True
+            fields.append((name, value))
+        return type(response)(response.status, response.reason,
+                              type(response.headers)(fields), response.body)
+
+    def _to_tag(self, headers):
+        # The same tag for every response of a dialog-less request: stateless, and the
+        # same again for a retransmission.
+        return hashlib.sha256(
+            (headers.get("Call-ID", "") + headers.get("From", "")).encode(
+                "utf-8", "surrogateescape")).hexdigest()[:16]
+
+    def _response(self, request, status, reason, extra=()):
+        return make_response(request, status, reason, [("Server", SERVER), *extra],
+                             to_tag=self._to_tag(request.headers))
+
+    # --- requests ---
+
+    def _handle(self, request, transport, source, now):
+        if request.method == "REGISTER":
+            return self._register(request, transport, source, now)
+        if request.method == "OPTIONS":
+            return self._response(request, 200, "OK", [("Allow", ALLOW),
+                                                       ("Accept", "application/sdp")])
+        return self._response(request, 501, "Not Implemented", [("Allow", ALLOW)])
+
+    def _serves(self, host):
+        host = host.strip("[]").lower()
+        if host in self.domains or host == self.realm.lower():
+            return True
+        try:
+            ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        return True  # phones configured with the edge's address
+
+    def _register(self, request, transport, source, now):
+        uri = parse_uri(request.uri)
+        if not self._serves(uri.host):
+            return self._response(request, 404, "Domain Not Served Here")
+        to = parse_name_addr(request.headers.get("To"))
+        user_id = unescape(to.uri.user)
+        if not user_id:
+            return self._response(request, 404, "Not Found")
+        contacts = self._contacts(request)
+        expires_header = self._expires(request.headers.get("Expires"))
+        source_key = self.guard.source(source[0])
+        realm = self.realm
+
+        authorization = self._authorization(request, realm)
+        if authorization is None:
+            return self._challenge(request, realm, now)
+        try:
+            creds = digest.parse_credentials(authorization)
+        except digest.DigestError as error:
+            return self._response(request, 400, f"Bad Request ({error})"[:120])
+        if creds.realm != realm:
+            return self._challenge(request, realm, now)
+        if self.guard.locked_out(source_key, user_id, now):
+            self.stats["locked_out"] += 1
+            return self._response(request, 403, "Forbidden")
+        status = self.nonces.check(creds.nonce, now, realm)
+        if status == "invalid":
+            return self._challenge(request, realm, now)
+        identity = self.config.identity(user_id)
+        try:
+            right = digest.verify(creds, identity.ha1 if identity else None, "REGISTER")
+        except digest.DigestError as error:
+            return self._response(request, 400, f"Bad Request ({error})"[:120])
+        # The digest username must be the SIP user ID being registered (no separate
+        # "authorization user"): a mismatch is as wrong as a wrong password.
+        if right and creds.username != user_id:
+            right = False
+        if not right:
+            if status == "stale":
+                # An old nonce: the phone may hold an old password too, but it guessed
+                # nothing that counts; a fresh challenge tells which.
+                return self._challenge(request, realm, now)
+            return self._failure(request, source, source_key, user_id, identity, now)
+        if status == "stale":
+            return self._challenge(request, realm, now, stale=True)
+        if not self.counts.accept(creds.nonce, creds.nc):
+            self.stats["replays"] += 1
+            return self._challenge(request, realm, now)
+        self.stats["auth_success"] += 1
+        self.guard.success(source_key, user_id)
+        self._event("auth_success", now, address=source[0], user_id=user_id)
+        return self._bind(request, user_id, contacts, expires_header, transport, source, now)
+
+    def _authorization(self, request, realm):
+        # Whole fields: credentials hold commas, so they are never split like list headers.
+        values = [v for n, v in request.headers if n == "Authorization"]
+        if not values:
+            return None
+        for value in values:
+            if f'realm="{realm}"' in value or f"realm={realm}" in value:
+                return value
+        return values[0]
+
+    def _challenge(self, request, realm, now, *, stale=False):
+        self.stats["challenges"] += 1
+        nonce = self.nonces.issue(now, realm)
+        algorithms = self.algorithms
+        agent = request.headers.get("User-Agent")
+        if agent and self._md5_only is not None and self._md5_only.search(agent):
+            algorithms = ("MD5",)
+        extra = [("WWW-Authenticate", value)
+                 for value in digest.challenge(realm, nonce, stale=stale, algorithms=algorithms)]
+        return self._response(request, 401, "Unauthorized", extra)
+
+    def _failure(self, request, source, source_key, user_id, identity, now):
+        reason = "wrong_password" if identity is not None else "unknown_user"
+        self.stats["auth_failures"] += 1
+        self._event("auth_failure", now, address=source[0], user_id=user_id, reason=reason)
+        sheltered = [u for u in self._users_at.get(source_key, ()) if u != user_id]
+        verdict = self.guard.failure(source_key, user_id, now, sheltered_by=sheltered)
+        if verdict.action is not None:
+            self.stats[f"local_{verdict.action}s"] += 1
+            log.warning("%s of %s%s after repeated authentication failures",
+                        verdict.action, source_key,
+                        f" for {user_id}" if verdict.action == "lockout" else "")
+        # A wrong password and an unknown user ID get the same answer.
+        return self._response(request, 403, "Forbidden")
+
+    # --- bindings ---
+
+    def _contacts(self, request):
+        values = request.headers.get_all("Contact")
+        contacts = []
+        for value in values:
+            parsed = parse_contact(value)
+            if parsed == "*":
+                if len(values) != 1:
+                    raise ParseError("Contact * must stand alone")
+                return "*"
+            expires = parsed.params.get("expires")
+            contacts.append((str(parsed.uri), self._expires(expires)))
+        return contacts
+
+    @staticmethod
+    def _expires(text):
+        if text is None:
+            return None
+        text = text.strip()
+        if not text.isdigit() or len(text) > 10:
+            raise ParseError("bad Expires")
+        return int(text)
+
+    def _bind(self, request, user_id, contacts, expires_header, transport, source, now):
+        if contacts == []:
+            bindings = self.registrar.bindings(user_id, now)  # a query (RFC 3261 §10.2.3)
+            return self._ok(request, bindings, now)
+        call_id = request.headers.get("Call-ID")
+        cseq = int(request.headers.get("CSeq").split()[0])
+        result = self.registrar.update(
+            user_id, contacts, expires_header=expires_header, call_id=call_id, cseq=cseq,
+            now=now, source=tuple(source), transport=transport,
+            user_agent=request.headers.get("User-Agent"))
+        if result.status == 423:
+            return self._response(request, 423, "Interval Too Brief",
+                                  [("Min-Expires", str(result.min_expires))])
+        if result.status != 200:
+            return self._response(request, result.status, result.reason)
+        for binding in result.removed:
+            self._unindex(binding)
+            self._event("unregistration", now, user_id=user_id, contact=binding.contact)
+        for binding in result.added:
+            self._index(binding)
+            self._event("registration", now, user_id=user_id, contact=binding.contact,
+                        source_address=source[0], source_port=source[1],
+                        transport=transport, expires=binding.expires_in(now),
+                        user_agent=(binding.user_agent or "")[:200] or None)
+        return self._ok(request, result.bindings, now)
+
+    def _ok(self, request, bindings, now):
+        extra = [("Contact", f"<{b.contact}>;expires={b.expires_in(now)}") for b in bindings]
+        extra.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        return self._response(request, 200, "OK", extra)
+
+    def _index(self, binding):
+        key = (binding.user_id, binding.contact)
+        source = self.guard.source(binding.source[0])
+        old = self._sources.get(key)
+        if old == source:
+            return
+        if old is not None:
+            self._uncount(old, binding.user_id)
+        self._sources[key] = source
+        self._users_at.setdefault(source, Counter())[binding.user_id] += 1
+
+    def _unindex(self, binding):
+        old = self._sources.pop((binding.user_id, binding.contact), None)
+        if old is not None:
+            self._uncount(old, binding.user_id)
+
+    def _uncount(self, source, user_id):
+        users = self._users_at.get(source)
+        if users is None:
+            return
+        users[user_id] -= 1
+        if users[user_id] <= 0:
+            del users[user_id]
+        if not users:
+            del self._users_at[source]
