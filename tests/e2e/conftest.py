@@ -110,7 +110,8 @@ class Api:
             headers.setdefault("Authorization", f"Bearer {self.key}")
         response = self.http.request(method, f"{self.base_url}/api/v1{path}", headers=headers,
                                      timeout=10, **kwargs)
-        if response.headers.get("Content-Type", "").startswith("application/json"):
+        if response.content and response.headers.get("Content-Type", "").startswith(
+                "application/json"):
             self.secrets.collect(response.json())
         return response
 
