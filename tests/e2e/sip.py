@@ -131,14 +131,19 @@ def sipp(edge, user_id, password, *, source, transport="udp", expect=200, calls=
 
 
 class Baresip:
-    """A baresip user agent registering one account, kept running until stopped."""
+    """A baresip user agent registering its accounts, kept running until stopped.
 
-    def __init__(self, workdir, edge, user_id, password, *, source, transport="udp"):
-        self.dir = workdir / f"baresip-{user_id}-{secrets.token_hex(3)}"
+    accounts: (edge, user_id, password, transport) each.
+    """
+
+    def __init__(self, workdir, accounts, *, source):
+        self.dir = workdir / f"baresip-{secrets.token_hex(3)}"
         self.dir.mkdir()
-        (self.dir / "accounts").write_text(
+        self.accounts = accounts
+        (self.dir / "accounts").write_text("".join(
             f"<sip:{user_id}@{edge.address[0]}:{edge.address[1]};transport={transport}>"
-            f";auth_pass={password};regint=120\n")
+            f";auth_pass={password};regint=120\n"
+            for edge, user_id, password, transport in accounts))
         (self.dir / "config").write_text(
             f"sip_listen\t\t{source}:{free_sip_port(source)}\n"
             "module_path\t\t/usr/lib/baresip/modules\n"
@@ -155,7 +160,10 @@ class Baresip:
         return self
 
     def registered(self):
-        return re.search(r"200 OK .*\[\d+ binding", self.log()) is not None
+        """Has every account had its 200 OK?"""
+        log = self.log()
+        return all(re.search(rf"{re.escape(user_id)}@\S+ .*200 OK .*\[\d+ binding", log)
+                   for _, user_id, _, _ in self.accounts)
 
     def log(self):
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

@@ -62,11 +62,13 @@ def test_seed_story_dual_registration_ban_lift_and_rotation(deployment, api, edg
     home, remote, password = creds["user_id"], creds["remote_user_id"], creds["password"]
     workdir = deployment.workdir
 
-    # Both endpoints register with the one password: the desk phone with SIPp on edge A
-    # over UDP, the softphone with baresip on edge B over TCP.
+    # Both endpoints register with the one password: SIPp registers the desk phone's ID on
+    # edge A; baresip registers both IDs, the home one on edge A over UDP and the remote
+    # one on edge B over TCP.
     assert registered(edge_a, home, password, DESK, workdir)
-    softphone = Baresip(workdir, edge_b, remote, password, source=SOFTPHONE,
-                        transport="tcp").start()
+    softphone = Baresip(workdir, [(edge_a, home, password, "udp"),
+                                  (edge_b, remote, password, "tcp")],
+                        source=SOFTPHONE).start()
     try:
         assert eventually(softphone.registered, timeout=15), softphone.log()
 
@@ -77,8 +79,14 @@ def test_seed_story_dual_registration_ban_lift_and_rotation(deployment, api, edg
 
         expected = {(home, "home", "edge-a", "udp"), (remote, "remote", "edge-b", "tcp")}
         assert eventually(lambda: both_listed() == expected), both_listed()
-        [desk] = [r for r in status_screen(api, trunk) if r["endpoint"] == "home"]
-        assert desk["source"].startswith(f"{DESK}:") and desk["user_agent"] == "SIPp"
+        rows = status_screen(api, trunk)
+        homes = {(r["source"].rsplit(":", 1)[0], r["user_agent"].split()[0])
+                 for r in rows if r["endpoint"] == "home"}
+        assert homes == {(DESK, "SIPp"), (SOFTPHONE, "baresip")}
+        # (baresip's TCP connections leave from the host's default address, not its
+        # sip_listen one: the source is whatever the connection came from.)
+        [soft] = [r for r in rows if r["endpoint"] == "remote"]
+        assert soft["user_agent"].startswith("baresip") and soft["source"].startswith("127.")
 
         # A wrong password from another address: answered like an unknown user, until the
         # address is blocked, on both edges.
