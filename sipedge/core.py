@@ -113,17 +113,18 @@ class EdgeCore:
 
     def apply_change(self, entry, now):
         changed = self.config.apply_change(entry)
-        self._act_on(changed, now)
+        self._drop_users(changed.removed_user_ids, now)
+        kind = entry["kind"]
+        if kind == "ban":  # one at a time: an attack brings thousands
+            self.guard.apply_ban(entry["key"],
+                                 None if entry["op"] == "delete" else entry.get("payload"))
+        elif kind in ("ban_policy", "trusted_network"):
+            self.guard.load(self.config)
 
     def snapshot_done(self, now):
         changed = self.config.end_snapshot()
-        self._act_on(changed, now)
-        self.guard.load(self.config)
-
-    def _act_on(self, changed, now):
         self._drop_users(changed.removed_user_ids, now)
-        if changed.bans_changed:
-            self.guard.load(self.config)
+        self.guard.load(self.config)
 
     def _drop_users(self, user_ids, now):
         for user_id in user_ids:

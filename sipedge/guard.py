@@ -93,6 +93,28 @@ class Guard:
                 continue
         self._trusted = trusted
 
+    def apply_ban(self, key, payload):
+        """One ban entry of the change feed: `payload` None when it was deleted (lifted)."""
+        source, _, user_id = key.partition("|")
+        user_id = user_id or None
+        if payload is None:
+            if user_id is None:
+                self._fleet_bans.pop(source, None)
+            else:
+                self._fleet_lockouts.pop((source, user_id), None)
+            self.lifted(source, user_id)
+            return
+        until = _epoch(dt.datetime.fromisoformat(payload["until"]))
+        if user_id is None:
+            self._fleet_bans[source] = until
+            if source in self._local_bans:
+                self._local_bans[source] = (self._local_bans[source][0], True)
+        else:
+            self._fleet_lockouts[(source, user_id)] = until
+            if (source, user_id) in self._local_lockouts:
+                local = self._local_lockouts[(source, user_id)]
+                self._local_lockouts[(source, user_id)] = (local[0], True)
+
     def lifted(self, source, user_id=None):
         """The fleet's ban of `source` (or lockout of the pair) was deleted: forgive it here."""
         if user_id is None:

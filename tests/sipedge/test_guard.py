@@ -114,3 +114,17 @@ def test_pair_lockouts_from_the_fleet():
     assert not guard.blocked("192.0.2.5", T0)
     assert guard.locked_out("192.0.2.5", "12345101", T0)
     assert not guard.locked_out("192.0.2.5", "12345102", T0)
+
+
+def test_a_lift_from_the_feed_ends_the_edges_own_ban_at_once():
+    guard = guard_with()
+    for i in range(3):
+        guard.failure("192.0.2.1", "u1", T0 + i)
+    assert guard.blocked("192.0.2.1", T0 + 3)
+    guard.apply_ban("192.0.2.1", ban_record("192.0.2.1")["payload"])
+    guard.apply_ban("192.0.2.1", None)
+    assert not guard.blocked("192.0.2.1", T0 + 4)
+    guard.apply_ban("192.0.2.5|u9", ban_record("192.0.2.5", "u9")["payload"])
+    assert guard.locked_out("192.0.2.5", "u9", T0)
+    guard.apply_ban("192.0.2.5|u9", None)
+    assert not guard.locked_out("192.0.2.5", "u9", T0)
