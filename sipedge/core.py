@@ -83,6 +83,7 @@ class EdgeCore:
         self.events = deque()
         self.max_events = max_events
         self.events_dropped = 0
+        self.urgent = False  # events queued that the link should send at once
         self._transactions = OrderedDict()  # (branch, method, source) -> (expires, [Send])
         self._sources = {}  # (user_id, contact) -> source the binding came from
         self._users_at = {}  # source -> Counter of user IDs with bindings from there
@@ -371,6 +372,7 @@ class EdgeCore:
         reason = "wrong_password" if identity is not None else "unknown_user"
         self.stats["auth_failures"] += 1
         self._event("auth_failure", now, address=source[0], user_id=user_id, reason=reason)
+        self.urgent = True
         sheltered = [u for u in self._users_at.get(source_key, ()) if u != user_id]
         verdict = self.guard.failure(source_key, user_id, now, sheltered_by=sheltered)
         if verdict.action is not None:

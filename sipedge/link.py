@@ -126,6 +126,7 @@ class ControlPlaneLink:
         self._reloads = {}  # trunk number -> version of its first reload entry not yet done
         self._batch = None  # the batch being delivered, kept as it is until it is
         self._dirty = asyncio.Event()
+        self._wake = asyncio.Event()
         self._writing = None  # the state file write in flight
         self._task = None
         self._state_loaded = False
@@ -430,18 +431,33 @@ class ControlPlaneLink:
                         events.append(beat)
                         next_heartbeat = loop.time() + self.heartbeat_interval
                     if not events:
-                        await asyncio.sleep(max(0.0, min(self.events_interval,
-                                                         next_heartbeat - loop.time())))
+                        await self._idle(max(0.0, min(self.events_interval,
+                                                      next_heartbeat - loop.time())))
                         continue
                     self._batch = {"batch_id": uuid.uuid4().hex, "events": events}
                 full = len(self._batch["events"]) >= self.batch_size
                 pause = await self._deliver()
                 if pause is None:
                     pause = 0.0 if full else self.events_interval
+                    if pause:
+                        await self._idle(pause)
+                        continue
             except Exception as exc:  # noqa: BLE001 - keep the batch, keep serving
                 pause = self._failed("events", exc, self._events_backoff)
             if pause:
                 await asyncio.sleep(pause)
+
+    def wake(self):
+        """Events that must not wait for the next interval (authentication failures: the
+        rest of the fleet should ban an attacker within milliseconds)."""
+        self._wake.set()
+
+    async def _idle(self, seconds):
+        try:
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        except asyncio.TimeoutError:
+            pass
+        self._wake.clear()
 
     def _heartbeat(self):
         addresses = [a for a in self.core.listen_addresses() if 0 < len(a) <= 64]

@@ -156,13 +156,18 @@ class EdgeServer:
     # --- messages ---
 
     def handle(self, data, transport, source, now, conn):
+        core = self.core
         try:
-            return self.core.receive(data, transport=transport, source=source, now=now,
-                                     conn=conn)
+            sends = core.receive(data, transport=transport, source=source, now=now, conn=conn)
         except Exception:  # a bug must cost one message, never the worker
             self.errors += 1
             log.exception("error handling a message from %s:%s", *source)
             return []
+        if core.urgent:
+            core.urgent = False
+            if self.link is not None:
+                self.link.wake()
+        return sends
 
     def admit(self, conn):
         if len(self.connections) >= MAX_TCP_CONNECTIONS:

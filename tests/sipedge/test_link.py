@@ -437,6 +437,21 @@ def test_full_batches_go_out_without_waiting():
     assert [len(b["events"]) for b in cp.posted()[:3]] == [10, 10, 6]
 
 
+def test_a_wake_sends_queued_events_without_waiting_for_the_interval():
+    core, cp = FakeCore(), ControlPlane()
+    link = make_link(core, cp, events_interval=30.0)
+
+    async def attack():
+        while link.batches_sent < 1:  # the first heartbeat is out; now the link idles
+            await asyncio.sleep(0.005)
+        await asyncio.sleep(0.05)
+        core.queue.append(auth_failure("192.0.2.66"))
+        link.wake()
+
+    drive(link, lambda: link.events_sent >= 2, timeout=2.0, during=attack)
+    assert cp.posted()[1]["events"][0]["address"] == "192.0.2.66"
+
+
 def test_stop_delivers_what_is_queued():
     core, cp = FakeCore(), ControlPlane()
     link = make_link(core, cp, events_interval=10.0)
