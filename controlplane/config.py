@@ -6,6 +6,13 @@ from pathlib import Path
 from tenants.crypto import SecretBox
 
 DEFAULT_REALM = "sip.trunkline.local"
+# gthread threads per gunicorn worker (deploy/gunicorn.conf.py gives gunicorn the same number).
+# An edge holds one thread of some worker for as long as its long-poll waits, and edges'
+# connections do not spread evenly over the workers: WORKERS x long-poll slots should be about
+# twice the fleet. The default, 4 x (64 - 8) = 224 slots, serves a fleet of 100 edges.
+DEFAULT_THREADS = 64
+# Threads of each worker that long-polls never take: the API's.
+API_THREADS = 8
 
 
 def data_dir():
@@ -27,11 +34,25 @@ def load_config(environ=None):
         "SIP_REALM": env.get("CONTROLPLANE_SIP_REALM", DEFAULT_REALM),
         "SIP_SERVER": env.get("CONTROLPLANE_SIP_SERVER")
         or env.get("CONTROLPLANE_SIP_REALM", DEFAULT_REALM),
-        # Long-polls one worker holds at once; the rest of its threads serve the API.
-        "LONGPOLL_SLOTS": int(env.get("CONTROLPLANE_LONGPOLL_SLOTS")
-                              or max(int(env.get("CONTROLPLANE_THREADS", "64")) - 8, 1)),
+        "LONGPOLL_SLOTS": longpoll_slots(env),
     }
     return config
+
+
+def longpoll_slots(env):
+    """Long-polls one worker holds at once; the rest of its threads serve the API. A long-poll
+    beyond them is answered at once with Retry-After, so it never holds a thread the API needs."""
+    threads = int(env.get("CONTROLPLANE_THREADS") or DEFAULT_THREADS)
+    if threads <= API_THREADS:
+        raise ValueError(f"CONTROLPLANE_THREADS={threads}: each worker needs more than "
+                         f"{API_THREADS} threads, {API_THREADS} for the API and the rest for "
+                         "the edges' long-polls")
+    most = threads - API_THREADS
+    slots = int(env.get("CONTROLPLANE_LONGPOLL_SLOTS") or most)
+    if not 1 <= slots <= most:
+        raise ValueError(f"CONTROLPLANE_LONGPOLL_SLOTS={slots}: must be 1 to {most}"
+                         f" (CONTROLPLANE_THREADS={threads} less {API_THREADS} for the API)")
+    return slots
 
 
 def secret_keys(config):

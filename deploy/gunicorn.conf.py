@@ -4,15 +4,25 @@ gthread workers: each worker process serves many requests at once on threads. An
 long-poll holds a thread while it waits, so there are many threads, and the app caps the
 long-polls of a worker at threads - 8 (CONTROLPLANE_LONGPOLL_SLOTS): ordinary API requests
 always find a free thread. Threads are cheap here: they spend their time waiting.
+
+Sizing: every edge of the fleet holds one long-poll, in whichever worker accepted its
+connection, and the connections do not spread evenly; give the workers' slots together
+about twice the fleet. The defaults, 4 workers (fewer with one CPU) x 64 threads, make
+4 x 56 = 224 slots: a fleet of 100 edges. A larger fleet wants more threads (they cost
+memory, not CPU, while they wait); a long-poll beyond the slots is answered at once with
+Retry-After.
 """
 
 import multiprocessing
 import os
 
+from controlplane.config import DEFAULT_THREADS
+
 bind = os.environ.get("CONTROLPLANE_BIND", "127.0.0.1:8080")
 worker_class = "gthread"
 workers = int(os.environ.get("CONTROLPLANE_WORKERS", min(4, multiprocessing.cpu_count() * 2)))
-threads = int(os.environ.setdefault("CONTROLPLANE_THREADS", "64"))
+# Put back into the environment: the app reads it to size its long-poll slots.
+threads = int(os.environ.setdefault("CONTROLPLANE_THREADS", str(DEFAULT_THREADS)))
 timeout = 60
 graceful_timeout = 20
 keepalive = 5

@@ -68,6 +68,10 @@ def parse_network(text, *, field="cidr"):
 
 
 def overlaps(source, networks):
-    """True when the source lies inside any of the networks."""
+    """True when the source and any of the networks share addresses, in either direction:
+    the source inside a network, or a network inside the source. An IPv6 source is a whole
+    prefix, so a narrower range in it (an edge's own /128, a trusted /120) protects it too;
+    the alternative, banning the /64 the range lies in, would ban the range itself."""
     net = source_network(source)
-    return any(net.version == n.version and net.subnet_of(n) for n in networks)
+    return any(net.version == n.version and (net.subnet_of(n) or n.subnet_of(net))
+               for n in networks)

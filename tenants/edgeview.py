@@ -4,11 +4,13 @@ Each builder loads what its payload needs in one batched query per kind, never o
 per object.
 """
 
+import hashlib
+
 from sqlalchemy import select
 from sqlalchemy.orm import joinedload, selectinload
 
 from .models import (
-    Ban, BanPolicy, Extension, Queue, QueueAgent, RingGroup, Tenant, TrustedNetwork,
+    Ban, BanPolicy, Extension, OutboxEntry, Queue, QueueAgent, RingGroup, Tenant, TrustedNetwork,
 )
 
 
@@ -98,7 +100,16 @@ def trusted_network_payload(network):
 
 
 def ban_key(ban):
-    return ban.source if ban.user_id is None else f"{ban.source}|{ban.user_id}"
+    """A ban's name on the edges: its source, and the user ID of a lockout. A user ID too
+    long for the outbox's key beside the source (up to 64 characters, after an IPv6 source
+    of up to 43) is named by a digest of it instead: edges use the key only to match a
+    lockout with its lift, and take source and user ID from the payload."""
+    if ban.user_id is None:
+        return ban.source
+    key = f"{ban.source}|{ban.user_id}"
+    if len(key) <= OutboxEntry.__table__.c.key.type.length:
+        return key
+    return f"{ban.source}|#{hashlib.sha256(ban.user_id.encode()).hexdigest()[:16]}"
 
 
 def _tenant_key(obj):

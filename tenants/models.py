@@ -81,10 +81,18 @@ class RingStrategy(str, enum.Enum):
     SEQUENTIAL = "sequential"
 
 
+# Ids that outlive their row (audit records, ban_tenants and the outbox keep them without a
+# foreign key; API clients and edges keep them too) must never be handed out again. SQLite
+# reuses the highest id of a deleted row unless the table is AUTOINCREMENT; PostgreSQL's
+# sequences never go back.
+NEVER_REUSE_IDS = {"sqlite_autoincrement": True}
+
+
 class Reseller(Base):
     __tablename__ = "resellers"
     __audit__ = "reseller"
     __audit_key__ = "id"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -98,6 +106,7 @@ class Tenant(Base):
     __tablename__ = "tenants"
     __audit__ = "tenant"
     __audit_key__ = "trunk_number"
+    __table_args__ = (NEVER_REUSE_IDS,)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     trunk_number: Mapped[str] = mapped_column(String(5), unique=True)
@@ -191,6 +200,7 @@ class Extension(TenantOwned, Base):
         "password_enc", "voicemail_pin_hash",
         "ha1_md5", "ha1_sha256", "remote_ha1_md5", "remote_ha1_sha256",
     )
+    __audit_collections__ = {"ring_groups": "number"}
     __table_args__ = (UniqueConstraint("tenant_id", "number"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -426,7 +436,8 @@ class TrustedNetwork(Base):
     __tablename__ = "trusted_networks"
     __audit__ = "trusted_network"
     __audit_key__ = "cidr"
-    __table_args__ = (UniqueConstraint("tenant_id", "cidr"),)
+    # The id names the network in the API and is the edges' key for it.
+    __table_args__ = (UniqueConstraint("tenant_id", "cidr"), NEVER_REUSE_IDS)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     tenant_id: Mapped[int | None] = mapped_column(
@@ -517,7 +528,12 @@ class Ban(Base):
     )
 
     def audit_scope(self):
-        return {"reseller_id": None, "tenant_id": None}
+        """A manual ban or a lift shows in the audit log of the tenant whose user IDs the
+        failures behind it named (and so in its reseller's). One audit row has one tenant:
+        a ban over several tenants' user IDs, or none, is the platform's record alone."""
+        tenant_ids = {t.tenant_id for t in self.tenants}
+        return {"reseller_id": None,
+                "tenant_id": tenant_ids.pop() if len(tenant_ids) == 1 else None}
 
     def active_at(self, now):
         return self.lifted_at is None and self.until > now
@@ -547,6 +563,8 @@ class Edge(Base):
     __audit__ = "edge"
     __audit_key__ = "name"
     __audit_redact__ = ("secret_hash",)
+    # What every heartbeat and batch updates: a record each would flood the audit log.
+    __audit_ignore__ = ("last_seen_at", "applied_version", "addresses")
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)

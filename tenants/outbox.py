@@ -28,13 +28,15 @@ def record_change(session, kind, obj):
     """The edges must learn the new state of obj (which must already be in the session)."""
     if kind not in KINDS:
         raise ValueError(f"unknown outbox kind {kind!r}")
-    _pending(session)[(kind, id(obj))] = ("upsert", kind, obj, None)
+    _pending(session)[(kind, id(obj))] = ("upsert", kind, obj, None, obj)
 
 
 def record_deletion(session, kind, obj):
     """The edges must forget obj (computed now: obj is about to be deleted or retired)."""
     spec = KINDS[kind]
-    _pending(session)[(kind, id(obj))] = ("delete", kind, spec.key(obj), spec.tenant_id(obj))
+    # obj stays referenced until the commit: pending entries are keyed by id(obj), which a
+    # collected object would hand on to the next one (a loop over many deletions).
+    _pending(session)[(kind, id(obj))] = ("delete", kind, spec.key(obj), spec.tenant_id(obj), obj)
 
 
 def _write_pending(session):
@@ -44,7 +46,7 @@ def _write_pending(session):
     session.flush()
     rows = []
     upserts = {}
-    for op, kind, target, tenant_id in pending.values():
+    for op, kind, target, tenant_id, _obj in pending.values():
         if op == "delete":
             rows.append({"tenant_id": tenant_id, "kind": kind, "key": target, "op": "delete",
                          "payload": None})

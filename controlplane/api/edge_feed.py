@@ -1,5 +1,6 @@
 """The edges' side of the link: snapshot, change feed, events. Edge tokens only."""
 
+import datetime as dt
 import json
 import time
 
@@ -13,7 +14,7 @@ from tenants.services import bans
 from tenants.services import edges as services
 
 from ..database import session, snapshot_session
-from .common import TRUNK_NUMBER, Blueprint, Schema
+from .common import MAX_BIGINT, TRUNK_NUMBER, Blueprint, Schema
 
 URL = "/edge"
 blp = Blueprint("edge_feed", __name__,
@@ -21,6 +22,25 @@ blp = Blueprint("edge_feed", __name__,
 
 MAX_WAIT = 55
 SNAPSHOT_CHUNK = 64 * 1024
+# Versions are BIGINT columns: a larger number would not even fit the query.
+VERSION = ma.validate.Range(0, MAX_BIGINT)
+# When an edge may say an event happened. Ahead: clocks drift a little, but a future time
+# would keep a binding or a failure window alive for as long as it says. Behind: a batch
+# older than the control plane remembers batch ids could be counted twice.
+CLOCK_SKEW = dt.timedelta(minutes=5)
+OLDEST_EVENT = services.BATCH_MEMORY
+
+
+def _near_now(value):
+    now = utcnow()
+    try:
+        ahead, behind = value > now + CLOCK_SKEW, value < now - OLDEST_EVENT
+    except OverflowError:  # an offset that pushes the time outside what datetimes hold
+        ahead = behind = True
+    if ahead or behind:
+        raise ma.ValidationError(
+            f"must be within {int(OLDEST_EVENT.total_seconds())} seconds before and "
+            f"{int(CLOCK_SKEW.total_seconds())} seconds after the control plane's clock")
 
 
 class SnapshotQuerySchema(Schema):
@@ -29,7 +49,7 @@ class SnapshotQuerySchema(Schema):
 
 
 class ChangesQuerySchema(Schema):
-    after = ma.fields.Integer(required=True, validate=ma.validate.Range(min=0))
+    after = ma.fields.Integer(required=True, validate=VERSION)
     wait = ma.fields.Float(load_default=25, validate=ma.validate.Range(0, MAX_WAIT), metadata={
         "description": "seconds to wait for a change before answering empty"})
     limit = ma.fields.Integer(load_default=feed.MAX_CHANGES,
@@ -52,7 +72,8 @@ class ChangesSchema(Schema):
 
 class EventSchema(Schema):
     type = ma.fields.String(required=True, validate=ma.validate.OneOf(services.EVENT_TYPES))
-    at = ma.fields.AwareDateTime(load_default=None, allow_none=True)
+    at = ma.fields.AwareDateTime(load_default=None, allow_none=True, validate=_near_now,
+                                 metadata={"description": "when it happened; default now"})
     address = ma.fields.String(validate=ma.validate.Length(1, 64))
     user_id = ma.fields.String(validate=ma.validate.Length(1, 64))
     reason = ma.fields.String(validate=ma.validate.OneOf(
@@ -64,7 +85,7 @@ class EventSchema(Schema):
     user_agent = ma.fields.String(allow_none=True, validate=ma.validate.Length(max=200))
     expires = ma.fields.Integer(validate=ma.validate.Range(1, 86400 * 7))
     mode = ma.fields.String(validate=ma.validate.OneOf([m.value for m in RingMode]))
-    applied_version = ma.fields.Integer(validate=ma.validate.Range(min=0))
+    applied_version = ma.fields.Integer(validate=VERSION)
     addresses = ma.fields.List(ma.fields.String(validate=ma.validate.Length(1, 64)),
                                validate=ma.validate.Length(max=32))
 

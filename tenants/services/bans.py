@@ -6,6 +6,10 @@ offenders. It does not punish an office for one phone: while a source holds vali
 registrations of other SIP user IDs, a user ID that keeps failing is locked out from that
 source alone, unless the failures spread over several user IDs (a scan).
 
+Trusted networks: the platform's, and the edges' own addresses, are never banned at all. A
+tenant's trusted networks spare its offices a whole ban only while every counted failure is
+against that tenant's own user IDs; see :func:`_trusted_by_its_tenants` for why.
+
 State is aggregated, one row per source, and bounded: the last failures within find_time
 and a capped summary. Quiet rows are purged. Time is always passed in (``at``/``now``).
 """
@@ -14,7 +18,7 @@ import datetime as dt
 from ipaddress import ip_network
 from dataclasses import dataclass, field
 
-from sqlalchemy import delete, exists, or_, select
+from sqlalchemy import Integer, cast, delete, exists, func, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
@@ -33,7 +37,9 @@ from ..sipid import parse_sip_user_id
 COUNTED_REASONS = frozenset({"wrong_password", "unknown_user"})
 # A phone that answers a challenge with an expired nonce guessed nothing (RFC 7616 §3.3).
 IGNORED_REASONS = frozenset({"stale_nonce"})
-RECENT_CAP = 64  # failures kept per source: enough for any sane max_retry
+# Failures kept per source, and so the largest max_retry (and scan_user_ids) there can be:
+# more would never ban. fail2ban's default is 5; each failure rewrites this list.
+RECENT_CAP = 64
 SUMMARY_CAP = 20  # distinct user IDs and edges kept per source
 TENANT_CAP = 50
 BAN_HISTORY = dt.timedelta(days=30)
@@ -68,12 +74,22 @@ class Decision:
 
 
 def get_policy(session):
+    """The policy the engine applies (for the engine itself: no caller, no check)."""
     return session.get(BanPolicy, 1)
+
+
+def read_policy(session, principal):
+    """The policy as the API shows it: read, like changed, by the platform alone."""
+    require_role(principal, Role.PLATFORM)
+    return get_policy(session)
 
 
 def update_policy(session, principal, **values):
     require_role(principal, Role.PLATFORM)
     policy = get_policy(session)
+    for name in ("max_retry", "scan_user_ids"):
+        if values.get(name, 0) > RECENT_CAP:
+            raise Invalid(name, f"must be at most {RECENT_CAP}, the failures kept per source")
     merged = {k: values.get(k, getattr(policy, k)) for k in ("ban_time", "max_ban_time")}
     if merged["max_ban_time"] < merged["ban_time"]:
         raise Invalid("max_ban_time", "must be at least ban_time")
@@ -179,16 +195,23 @@ def record_auth_events(session, events):
     return decisions
 
 
-def apply_auth_events(session, events):
-    """The work of record_auth_events inside the caller's transaction (no commit)."""
+def apply_auth_events(session, events, *, names=None):
+    """The work of record_auth_events inside the caller's transaction (no commit).
+
+    ``names`` says what the caller's request calls each event ("events.7": an edge's batch
+    mixes these with other events), so that an invalid field is named as the caller sent
+    it, "events.7.address". By default, the event's index in ``events``.
+    """
     policy = get_policy(session)
+    if names is None:
+        names = range(len(events))
     prepared = []
-    for index, event in enumerate(events):
-        source = source_of(event.address, policy.ipv6_prefix, field=f"{index}.address")
+    for name, event in zip(names, events, strict=True):
+        source = source_of(event.address, policy.ipv6_prefix, field=f"{name}.address")
         if not isinstance(event.user_id, str) or not 0 < len(event.user_id) <= 64:
-            raise Invalid(f"{index}.user_id", "a SIP user ID of 1 to 64 characters")
+            raise Invalid(f"{name}.user_id", "a SIP user ID of 1 to 64 characters")
         if isinstance(event, Failure) and event.reason not in COUNTED_REASONS | IGNORED_REASONS:
-            raise Invalid(f"{index}.reason", "one of " + ", ".join(
+            raise Invalid(f"{name}.reason", "one of " + ", ".join(
                 sorted(COUNTED_REASONS | IGNORED_REASONS)))
         prepared.append((source, event))
     if not prepared:
@@ -305,7 +328,10 @@ def _failure(session, batch, source, event):
     users = {uid for _, uid in window.recent}
     pair_count = sum(1 for _, uid in window.recent if uid == user_id)
     trusted_office = _trusted_by_its_tenants(batch, source, users)
-    if len(window.recent) < policy.max_retry:
+    # A policy stored before max_retry was capped may ask for more than is kept: ban at the
+    # cap rather than never.
+    max_retry = min(policy.max_retry, RECENT_CAP)
+    if len(window.recent) < max_retry:
         return Decision(source, "recorded")
     if len(users) >= policy.scan_user_ids and not trusted_office:
         reason = (f"scan: {len(window.recent)} failed authentications for {len(users)} "
@@ -315,7 +341,7 @@ def _failure(session, batch, source, event):
         uid != user_id and until > at for uid, until in batch.registrations.get(source, {}).items()
     )
     if trusted_office or others_registered:
-        if pair_count >= policy.max_retry and not _active(batch, source, user_id, at):
+        if pair_count >= max_retry and not _active(batch, source, user_id, at):
             reason = (f"{pair_count} failed authentications for {user_id} within "
                       f"{policy.find_time}s; other phones here stay registered")
             return Decision(source, "locked_out",
@@ -326,8 +352,16 @@ def _failure(session, batch, source, event):
 
 
 def _trusted_by_its_tenants(batch, source, user_ids):
-    """A tenant's trusted network is spared a whole ban only while every failure in the
-    window is against that tenant's own user IDs: it cannot shelter a scan of others."""
+    """Whether a tenant's trusted network spares this source a whole ban.
+
+    Only while every counted failure is against that one tenant's own user IDs: then the
+    failing phone gets a pair lockout and the office stays reachable. Once the failures name
+    another tenant's user IDs, or IDs of no tenant at all, the trusted range is banned as a
+    whole like any other source. That deviates from "never banned as a whole" on purpose: a
+    tenant chooses its trusted ranges alone, and a range it calls trusted must not let it
+    (or whoever shares the address) scan other tenants' accounts unpunished. The platform's
+    trusted networks, chosen by the platform, are never banned.
+    """
     tenants = {_tenant_of(batch, uid) for uid in user_ids}
     if len(tenants) != 1 or None in tenants:
         return False
@@ -366,18 +400,27 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
             window.recent = []  # the ban answers these failures; count afresh after it
         else:
             ban.failures = sum(1 for _, uid in window.recent if uid == user_id)
-            ban.user_ids, ban.edges = [user_id], list(window.edges)
-            tenant_id = _tenant_of(batch, user_id) if batch else None
-            ban.unattributed = tenant_id is None
-            tenant_ids = [tenant_id] if tenant_id is not None else []
+            ban.edges = list(window.edges)
             window.recent = [e for e in window.recent if e[1] != user_id]
         ban.first_attempt_at, ban.last_attempt_at = window.first_at, window.last_at
+    if user_id is not None:
+        # A lockout concerns its user ID alone, with or without failures behind it (by hand).
+        tenant_id = _tenant_of(batch, user_id) if batch else _tenant_of_user_id(session, user_id)
+        ban.user_ids, ban.unattributed = [user_id], tenant_id is None
+        tenant_ids = [tenant_id] if tenant_id is not None else []
     ban.tenants = [BanTenant(tenant_id=t) for t in tenant_ids]
     session.add(ban)
     if batch is not None:
         batch.active[(source, user_id)] = ban
     outbox.record_change(session, "ban", ban)
     return ban
+
+
+def _tenant_of_user_id(session, user_id):
+    identity = parse_sip_user_id(user_id)
+    if identity is None:
+        return None
+    return session.scalar(select(Tenant.id).where(Tenant.trunk_number == identity.trunk_number))
 
 
 def _success(session, batch, source, event):
@@ -419,6 +462,21 @@ def purge(session, now):
 # --- the API's view: list, ban by hand, lift --------------------------------------------
 
 
+def user_id_filter(session, principal):
+    """A predicate: may the caller see this SIP user ID in a ban's summary? A ban of a scan
+    over several tenants shows each tenant its own user IDs only: the others' would tell it
+    their trunk numbers."""
+    if principal.role == Role.PLATFORM:
+        return lambda user_id: True
+    trunks = set(session.scalars(visible_tenants(principal, select(Tenant.trunk_number))))
+
+    def mine(user_id):
+        identity = parse_sip_user_id(user_id)
+        return identity is not None and identity.trunk_number in trunks
+
+    return mine
+
+
 def _visible(principal, stmt):
     if principal.role == Role.PLATFORM:
         return stmt
@@ -448,6 +506,113 @@ def list_bans(session, principal, *, now=None, active=True, address=None, user_i
     return stmt.order_by(Ban.created_at.desc(), Ban.id.desc())
 
 
+@dataclass(frozen=True)
+class FailureReport:
+    """One source's failure window as the caller may see it."""
+
+    source: str
+    failures: int  # since first_attempt_at
+    recent_failures: int  # within find_time, still counting towards a ban
+    reasons: dict
+    user_ids: list  # those of the caller's tenants (all of them for the platform)
+    other_user_ids: bool  # the failures also named user IDs outside the caller's tenants
+    edges: list
+    first_attempt_at: dt.datetime
+    last_attempt_at: dt.datetime
+    trusted: str | None  # "platform", "tenant" or None
+    banned: bool
+    locked_out: list  # user IDs (the caller's) locked out from this source
+
+
+def _names_a_tenant_of(session, column, tenant_ids):
+    """SQL: the JSON list of tenant ids in `column` holds one of `tenant_ids` (a select)."""
+    if session.get_bind().dialect.name == "postgresql":
+        elements = func.json_array_elements_text(column).table_valued("value")
+    else:
+        elements = func.json_each(column).table_valued("value")
+    return exists(select(1).select_from(elements)
+                  .where(cast(elements.c.value, Integer).in_(tenant_ids)))
+
+
+def list_auth_failures(session, principal, *, page, page_size, address=None, now=None):
+    """The sources that failed to authenticate within find_time, latest first, scoped like
+    the bans: a tenant sees the sources whose failures named its user IDs, a reseller those
+    of its tenants, the platform all. Failures from trusted networks are here too.
+    Returns (the page's reports, the total)."""
+    now = now or utcnow()
+    policy = get_policy(session)
+    stmt = select(FailureWindow).where(
+        FailureWindow.failures > 0,  # a source with only stale nonces counted nothing
+        FailureWindow.last_at >= now - dt.timedelta(seconds=policy.find_time),
+    )
+    if principal.role != Role.PLATFORM:
+        stmt = stmt.where(_names_a_tenant_of(session, FailureWindow.tenant_ids,
+                                              visible_tenants(principal, select(Tenant.id))))
+    if address is not None:
+        stmt = stmt.where(FailureWindow.source == source_of(address, policy.ipv6_prefix))
+    total = session.scalar(select(func.count()).select_from(stmt.subquery()))
+    windows = session.scalars(
+        stmt.order_by(FailureWindow.last_at.desc(), FailureWindow.source)
+        .limit(page_size).offset((page - 1) * page_size)
+    ).all()
+    return _reports(session, principal, policy, windows, now), total
+
+
+def _reports(session, principal, policy, windows, now):
+    """What the page shows beyond the windows, with a fixed number of queries."""
+    if not windows:
+        return []
+    named = {t for w in windows for t in w.tenant_ids}
+    mine = dict(session.execute(  # id -> trunk number, of the named tenants the caller sees
+        visible_tenants(principal, select(Tenant.id, Tenant.trunk_number))
+        .where(Tenant.id.in_(sorted(named)))).all()) if named else {}
+    my_trunks = set(mine.values())
+
+    def is_mine(user_id):
+        if principal.role == Role.PLATFORM:
+            return True
+        identity = parse_sip_user_id(user_id)
+        return identity is not None and identity.trunk_number in my_trunks
+
+    tenant_networks = {}
+    if mine:
+        for tenant_id, cidr in session.execute(
+            select(TrustedNetwork.tenant_id, TrustedNetwork.cidr)
+            .where(TrustedNetwork.tenant_id.in_(sorted(mine)))
+        ):
+            tenant_networks.setdefault(tenant_id, []).append(parse_network(cidr))
+    protected = protected_networks(session)
+    banned, locked_out = set(), {}
+    for source, user_id in session.execute(select(Ban.source, Ban.user_id).where(
+        Ban.source.in_([w.source for w in windows]), Ban.lifted_at.is_(None), Ban.until > now,
+    )):
+        if user_id is None:
+            banned.add(source)
+        elif is_mine(user_id):
+            locked_out.setdefault(source, set()).add(user_id)
+
+    cutoff = now.timestamp() - policy.find_time
+    reports = []
+    for w in windows:
+        if overlaps(w.source, protected):
+            trusted = "platform"
+        elif any(overlaps(w.source, tenant_networks.get(t, [])) for t in w.tenant_ids):
+            trusted = "tenant"
+        else:
+            trusted = None
+        reports.append(FailureReport(
+            source=w.source, failures=w.failures,
+            recent_failures=sum(1 for ts, _ in w.recent if ts > cutoff),
+            reasons=dict(w.reasons),
+            user_ids=[uid for uid in w.user_ids if is_mine(uid)],
+            other_user_ids=w.unattributed or any(t not in mine for t in w.tenant_ids),
+            edges=list(w.edges), first_attempt_at=w.first_at, last_attempt_at=w.last_at,
+            trusted=trusted, banned=w.source in banned,
+            locked_out=sorted(locked_out.get(w.source, ())),
+        ))
+    return reports
+
+
 def ban_by_hand(session, principal, *, address, duration=None, reason=None, user_id=None,
                 now=None):
     require_role(principal, Role.PLATFORM)
@@ -462,7 +627,8 @@ def ban_by_hand(session, principal, *, address, duration=None, reason=None, user
         Ban.lifted_at.is_(None), Ban.until > now,
     )) is not None:
         raise Conflict(f"{source} is banned already", fields={"address": ["is banned already"]})
-    ban = _ban(session, None, source, user_id, reason or f"banned by {principal.name}", now,
+    reason = reason or f"banned by {principal.name}"[:Ban.__table__.c.reason.type.length]
+    ban = _ban(session, None, source, user_id, reason, now,
                manual=True, duration=duration or policy.ban_time,
                window=session.get(FailureWindow, source))
     commit(session)

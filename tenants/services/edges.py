@@ -90,13 +90,15 @@ def ingest_events(session, edge, *, batch_id, events, now=None):
             session.flush()
     except IntegrityError:  # the same batch arrived twice at once; the other one wins
         return {"duplicate": True, "applied": 0, "ignored": len(events)}
-    auth, ignored = [], []
+    auth, names, ignored = [], [], []
     for index, event in enumerate(events):
         handler = _HANDLERS[event["type"]]
         outcome = handler(session, edge, event, auth)
+        # An invalid field is named by its event's place in the batch ("events.7.address").
+        names.extend([f"events.{index}"] * (len(auth) - len(names)))
         if outcome is not None:
             ignored.append({"index": index, "reason": outcome})
-    bans.apply_auth_events(session, auth)
+    bans.apply_auth_events(session, auth, names=names)
     edge.last_seen_at = max(edge.last_seen_at or now, now)
     commit(session)
     maintenance.maybe_run(session, now)
@@ -118,9 +120,19 @@ def _registration(session, edge, event, auth):
         return "no such SIP user ID (any more)"
     ext, endpoint = found
     expires_at = event["at"] + dt.timedelta(seconds=event["expires"])
-    reg = session.scalars(select(Registration).where(
-        Registration.edge_id == edge.id, Registration.user_id == event["user_id"],
-        Registration.contact == event["contact"])).one_or_none()
+    # Every edge's binding of this contact (the tenant's index finds them).
+    held = session.scalars(select(Registration).where(
+        Registration.tenant_id == ext.tenant_id, Registration.user_id == event["user_id"],
+        Registration.contact == event["contact"])).all()
+    reg = next((r for r in held if r.edge_id == edge.id), None)
+    elsewhere = [r for r in held if r is not reg]
+    if any(r.registered_at > event["at"] for r in elsewhere):
+        # A batch delayed on its way: the phone registered on another edge since.
+        return "superseded by a later registration on another edge"
+    for other in elsewhere:
+        # The phone moved here (its edge failed over, DNS changed): the binding on the old
+        # edge is stale and would show the phone twice until it expired.
+        session.delete(other)
     if reg is None:
         reg = Registration(edge_id=edge.id, user_id=event["user_id"], contact=event["contact"],
                            registered_at=event["at"])

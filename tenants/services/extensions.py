@@ -8,8 +8,8 @@ from .. import audit, crypto, outbox
 from ..db import commit, platform_of
 from ..errors import Conflict, Invalid, NotFound
 from ..models import (
-    AgentLogin, Endpoint, Extension, Queue, QueueAgent, RingGroup, RingMode, Tenant,
-    TenantTrunk,
+    AgentLogin, Endpoint, Extension, Queue, QueueAgent, Registration, RingGroup, RingMode,
+    Tenant, TenantTrunk,
 )
 from ..scope import get_visible_tenant
 from ..sipid import parse_sip_user_id
@@ -199,13 +199,22 @@ def set_dual_registration(session, principal, trunk_number, number, *, enabled,
 
 
 def _log_out_remote(session, ext):
-    """The remote endpoint is gone: it can no longer be an ACD agent."""
+    """The remote endpoint is gone: it can no longer be an ACD agent, and SIP Status no
+    longer shows it registered (the edges drop its identity, so its bindings are dead)."""
     for queue in _queues_of(session, ext, Endpoint.REMOTE.value):
         outbox.record_change(session, "queue", queue)
     session.execute(
         delete(AgentLogin).where(AgentLogin.extension_id == ext.id,
                                  AgentLogin.endpoint == Endpoint.REMOTE.value)
     )
+    _forget_registrations(session, ext, Endpoint.REMOTE)
+
+
+def _forget_registrations(session, ext, endpoint=None):
+    stmt = delete(Registration).where(Registration.extension_id == ext.id)
+    if endpoint is not None:
+        stmt = stmt.where(Registration.endpoint == endpoint.value)
+    session.execute(stmt)
 
 
 def set_ring_mode(session, principal, trunk_number, number, *, mode):
@@ -249,6 +258,8 @@ def rotate_credentials(session, principal, trunk_number, number):
     ext = get_extension(session, principal, trunk_number, number)
     password = crypto.generate_sip_password()
     _set_password(session, ext, password)
+    # A phone is registered with the old password: it shows again once it has the new one.
+    _forget_registrations(session, ext)
     audit.record(session, "sip_credentials.rotate", ext)
     outbox.record_change(session, "extension", ext)
     commit(session)

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .. import outbox
 from ..db import commit
+from ..edgeview import KINDS
 from ..errors import Conflict, Invalid
 from ..models import Reseller, Role, RingMode, Tenant
 from ..scope import can_see_reseller, get_visible_tenant, require_role, visible_tenants
@@ -130,6 +131,13 @@ def update_tenant(session, principal, trunk_number, *, name=None, reseller_id=..
 def delete_tenant(session, principal, trunk_number):
     require_role(principal, Role.PLATFORM, Role.RESELLER)
     tenant = get_visible_tenant(session, principal, trunk_number, for_update=True)
+    # The database deletes the tenant's rows by cascade, behind the outbox's back: every
+    # object of the tenant that the edges hold gets its own delete entry, so that no edge
+    # goes on trusting the tenant's networks (or anything else it keeps by its own key).
+    for kind in KINDS.values():
+        if kind.model is not Tenant and "tenant_id" in kind.model.__table__.c:
+            for obj in session.scalars(select(kind.model).where(kind.model.tenant_id == tenant.id)):
+                outbox.record_deletion(session, kind.name, obj)
     outbox.record_deletion(session, "tenant", tenant)
     session.delete(tenant)
     commit(session)

@@ -3,7 +3,8 @@
 A resource declares where its collection is, a valid object, a second one, a change, and
 invalid inputs with the field each must be reported under. The mixins check create, read,
 list, update, delete and validation, and that an object of side A answers side B's tenant
-and reseller keys exactly as an object that does not exist (404).
+and reseller keys exactly as an object that does not exist (404). A resource without some
+operation (no GET of one object, no PATCH) leaves out the mixin that needs it.
 """
 
 import pytest
@@ -66,8 +67,11 @@ class Resource:
     def expected(self, action, outsider):
         return self.refused.get((action, outsider), 404)
 
-    def assert_gone(self, client, url):
+    def assert_gone(self, client, obj, url):
         assert_error(client.get(url), 404)
+
+    def assert_present(self, client, obj, url):
+        assert client.get(url).status_code == 200
 
     @pytest.fixture
     def owner_api(self, api, world):
@@ -135,23 +139,7 @@ class CreateContract:
         assert self.total(api, world.a) == before
 
 
-class ReadContract:
-    def test_get_returns_created_object(self, owner_api, created):
-        obj, url = created
-        response = owner_api.get(url)
-        assert response.status_code == 200, response.get_json()
-        shown = {k: v for k, v in obj.items() if k not in self.created_only}
-        assert response.get_json() == shown
-
-    def test_get_missing_is_404(self, owner_api, world):
-        assert_error(owner_api.get(self.missing_item(world)), 404)
-
-    def test_get_by_outsider_is_404(self, world, created, outsider):
-        role, client = outsider
-        _obj, url = created
-        self.assert_refused_as_if_missing(
-            "read", role, client.get(url), client.get(self.missing_item(world)))
-
+class ListContract:
     def test_list_is_paginated(self, owner_api, world, created):
         obj, _url = created
         response = owner_api.get(self.collection(world.a))
@@ -181,6 +169,24 @@ class ReadContract:
         else:
             assert hidden.status_code == 200, hidden.get_json()
             assert obj[self.ident] not in [item[self.ident] for item in hidden.get_json()]
+
+
+class ReadContract(ListContract):
+    def test_get_returns_created_object(self, owner_api, created):
+        obj, url = created
+        response = owner_api.get(url)
+        assert response.status_code == 200, response.get_json()
+        shown = {k: v for k, v in obj.items() if k not in self.created_only}
+        assert response.get_json() == shown
+
+    def test_get_missing_is_404(self, owner_api, world):
+        assert_error(owner_api.get(self.missing_item(world)), 404)
+
+    def test_get_by_outsider_is_404(self, world, created, outsider):
+        role, client = outsider
+        _obj, url = created
+        self.assert_refused_as_if_missing(
+            "read", role, client.get(url), client.get(self.missing_item(world)))
 
 
 class UpdateContract:
@@ -216,10 +222,10 @@ class UpdateContract:
 
 class DeleteContract:
     def test_delete_returns_204_then_gone(self, owner_api, created):
-        _obj, url = created
+        obj, url = created
         response = owner_api.delete(url)
         assert response.status_code == 204, response.get_json()
-        self.assert_gone(owner_api, url)
+        self.assert_gone(owner_api, obj, url)
 
     def test_delete_missing_is_404(self, owner_api, world):
         assert_error(owner_api.delete(self.missing_item(world)), 404)
@@ -227,10 +233,10 @@ class DeleteContract:
     def test_delete_by_outsider_is_404_and_keeps_object(self, owner_api, world, created,
                                                         outsider):
         role, client = outsider
-        _obj, url = created
+        obj, url = created
         self.assert_refused_as_if_missing(
             "delete", role, client.delete(url), client.delete(self.missing_item(world)))
-        assert owner_api.get(url).status_code == 200
+        self.assert_present(owner_api, obj, url)
 
 
 class CrudContract(Resource, CreateContract, ReadContract, UpdateContract, DeleteContract):
@@ -396,7 +402,7 @@ class TestApiKeys(Resource, CreateContract, ReadContract, DeleteContract):
     def body(self, side):
         return {**self.create, "trunk_number": side.trunk}
 
-    def assert_gone(self, client, url):
+    def assert_gone(self, client, obj, url):
         response = client.get(url)
         assert response.status_code == 200, response.get_json()
         assert response.get_json()["revoked_at"] is not None
@@ -406,3 +412,43 @@ class TestApiKeys(Resource, CreateContract, ReadContract, DeleteContract):
         assert owner_api.as_(obj["key"]).get("/tenants").status_code == 200
         assert owner_api.delete(url).status_code == 204
         assert_error(owner_api.as_(obj["key"]).get("/tenants"), 401)
+
+
+class TestTenantTrustedNetworks(Resource, CreateContract, ListContract, DeleteContract):
+    """No GET of one network and no update: a network is trusted, or it is not. Its id
+    names it, so the checks of one network go through the list."""
+
+    path = "trusted-networks"
+    ident = "id"
+    create = {"cidr": "198.51.100.0/24", "description": "Head office"}
+    other = {"cidr": "2001:db8:42::/48"}
+    invalid = [
+        ({"cidr": "not a network"}, "cidr"),
+        ({"cidr": "198.51.100.0/33"}, "cidr"),
+        ({"cidr": "10.0.0.0/8"}, "cidr"),    # wider than a tenant may trust
+        ({"cidr": MISSING}, "cidr"),
+        ({"cidr": 42}, "cidr"),
+        ({"description": "x" * 201}, "description"),
+        ({"id": 7}, "id"),
+    ]
+    domain_rules = ("cidr",)
+    missing_ident = "2147483647"  # the widest id there is: never one of side A's
+
+    def listed(self, client, url):
+        collection = url.rsplit("/", 1)[0]
+        response = client.get(collection, query_string={"page_size": 1000})
+        assert response.status_code == 200, response.get_json()
+        return [item["id"] for item in response.get_json()]
+
+    def assert_gone(self, client, obj, url):
+        assert obj["id"] not in self.listed(client, url)
+
+    def assert_present(self, client, obj, url):
+        assert obj["id"] in self.listed(client, url)
+
+    def test_delete_through_own_tenant_with_others_id_is_404(self, owner_api, api, world,
+                                                           created):
+        obj, url = created
+        side_b = api.as_(world.b.keys["tenant"])
+        assert_error(side_b.delete(self.item(world.b, obj["id"])), 404)
+        self.assert_present(owner_api, obj, url)

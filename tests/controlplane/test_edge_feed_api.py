@@ -163,3 +163,12 @@ def test_an_edge_reads_while_a_writer_holds_the_database(api, app, edge):
         response = edge.get("/edge/changes?after=0&wait=0")
         writer.rollback()
     assert response.status_code == 200 and response.get_json()["changes"]
+
+
+def test_a_bad_auth_event_is_named_by_its_place_in_the_batch(edge):
+    events = [{"type": "heartbeat", "applied_version": 0},
+              {"type": "auth_failure", "address": "nope", "user_id": "12345101",
+               "reason": "wrong_password"}]
+    response = edge.post("/edge/events", {"batch_id": "b", "events": events})
+    assert response.status_code == 422
+    assert "events.1.address" in response.get_json()["errors"]["json"]

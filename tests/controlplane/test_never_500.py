@@ -2,10 +2,13 @@
 
 Hypothesis throws bodies at every write operation the OpenAPI document lists (bodies shaped
 like the operation's schema with bad values inside, arbitrary JSON, and raw bytes under any
-content type) and arbitrary path segments and query strings at every GET. The inputs that
-once broke something are kept below as plain parametrized cases.
+content type) and arbitrary path segments and query strings at every GET. The edges'
+endpoints get the same with an edge token (an API key would only ever see their 401), and
+the event batches and the change feed's query get fuzzed on their own. The inputs that once
+broke something are kept below as plain parametrized cases.
 """
 
+import datetime as dt
 import json
 import re
 from urllib.parse import quote
@@ -13,6 +16,10 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from controlplane.api.edge_feed import EventSchema
+from tenants.models import utcnow
+from tenants.services.edges import EVENT_TYPES
 
 from .checks import assert_error, assert_error_shape
 
@@ -24,6 +31,7 @@ FUZZ = settings(
 )
 WRITE_METHODS = ("post", "put", "patch")
 PARAM = re.compile(r"\{(\w+)\}")
+EDGE_PATHS = "/edge/"
 
 
 _SPEC = {}
@@ -48,9 +56,11 @@ def target(api):
     api.ok(api.post(f"/tenants/{trunk}/queues", {"number": "700", "name": "Hotline"}), 201)
     key = api.ok(api.post("/api-keys", {"role": "tenant", "name": "k", "trunk_number": trunk}),
                  201)
+    edge = api.ok(api.post("/edges", {"name": "fuzz-edge"}), 201)
     if not _SPEC:  # the same for every app; building it is not free
         _SPEC.update(api.client.get("/api/v1/openapi.json").get_json())
-    return Target(spec=_SPEC, trunk=trunk, reseller_id=reseller["id"], key_id=key["id"])
+    return Target(spec=_SPEC, trunk=trunk, reseller_id=reseller["id"], key_id=key["id"],
+                  edge=api.as_(edge["token"]))
 
 
 def fill(path, target):
@@ -74,8 +84,10 @@ def url_quote(text):
     return quote(text.encode("utf-8", "surrogatepass"), safe="")
 
 
-def send(api, method, path, **kwargs):
-    response = getattr(api, method)(path, **kwargs)
+def send(api, target, method, path, **kwargs):
+    """Call path with the platform key, or with the target's edge token for an edge path."""
+    client = target["edge"] if path.startswith(EDGE_PATHS) else api
+    response = getattr(client, method)(path, **kwargs)
     event(f"{method} {response.status_code}")  # shown by --hypothesis-show-statistics
     assert response.status_code < 500, (method, path, response.get_json(silent=True))
     if response.status_code >= 400:
@@ -89,6 +101,13 @@ any_text = st.text(alphabet=st.characters(codec=None), max_size=40)
 huge_int = st.integers(min_value=-(2**70), max_value=2**70)
 scalars = (st.none() | st.booleans() | st.integers() | huge_int
            | st.floats(allow_nan=True, allow_infinity=True) | any_text)
+# Any moment datetimes hold, at any UTC offset (so that converting to UTC may overflow).
+any_time = st.builds(
+    lambda moment, offset: moment.replace(tzinfo=dt.timezone(offset)).isoformat(),
+    st.datetimes(),
+    st.timedeltas(min_value=-dt.timedelta(hours=23, minutes=59),
+                  max_value=dt.timedelta(hours=23, minutes=59)).map(
+        lambda d: dt.timedelta(minutes=d // dt.timedelta(minutes=1))))
 json_values = st.recursive(
     scalars,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
@@ -119,6 +138,8 @@ def from_schema(spec, schema, depth=0):
             shaped = st.from_regex(schema["pattern"]) | shaped
         if schema.get("format") == "email":
             shaped = st.emails() | shaped
+        if schema.get("format") == "date-time":
+            shaped = any_time | shaped
     elif kind == "integer":
         low, high = schema.get("minimum"), schema.get("maximum")
         shaped = st.integers(min_value=low, max_value=high) | huge_int
@@ -145,7 +166,7 @@ def test_write_with_schema_shaped_body_never_500(api, target, data):
     ops = operations(target["spec"], WRITE_METHODS)
     method, path, op = data.draw(st.sampled_from(ops), label="operation")
     body = data.draw(from_schema(target["spec"], body_schema(op)), label="body")
-    send(api, method, fill(path, target), json=body)
+    send(api, target, method, fill(path, target), json=body)
 
 
 @FUZZ
@@ -153,7 +174,7 @@ def test_write_with_schema_shaped_body_never_500(api, target, data):
 def test_write_with_arbitrary_json_never_500(api, target, data):
     ops = operations(target["spec"], WRITE_METHODS)
     method, path, _op = data.draw(st.sampled_from(ops), label="operation")
-    send(api, method, fill(path, target), json=data.draw(json_values, label="body"))
+    send(api, target, method, fill(path, target), json=data.draw(json_values, label="body"))
 
 
 CONTENT_TYPES = ["application/json", "application/json; charset=latin-1", "text/plain",
@@ -170,7 +191,7 @@ def test_write_with_raw_body_never_500(api, target, data):
                     | any_text.map(lambda t: t.encode("utf-8", "surrogatepass"))
                     | json_values.map(lambda v: json.dumps(v).encode()), label="raw body")
     content_type = data.draw(st.sampled_from(CONTENT_TYPES), label="content type")
-    send(api, method, fill(path, target), data=raw, content_type=content_type)
+    send(api, target, method, fill(path, target), data=raw, content_type=content_type)
 
 
 @FUZZ
@@ -182,7 +203,7 @@ def test_get_with_arbitrary_path_segment_never_500(api, target, data):
     name = data.draw(st.sampled_from(names), label="parameter")
     segment = data.draw(any_text.filter(bool) | huge_int.map(str), label="segment")
     templated = path.replace("{" + name + "}", url_quote(segment))
-    send(api, "get", fill(templated, target))
+    send(api, target, "get", fill(templated, target))
 
 
 @FUZZ
@@ -196,7 +217,75 @@ def test_list_with_arbitrary_query_never_500(api, target, data):
         st.sampled_from(names) | any_text.filter(bool),
         huge_int.map(str) | st.integers(-5, 5).map(str) | any_text, max_size=3), label="query")
     encoded = "&".join(f"{url_quote(k)}={url_quote(v)}" for k, v in query.items())
-    send(api, "get", fill(path, target), query_string=encoded)
+    send(api, target, "get", fill(path, target), query_string=encoded)
+
+
+# The edges' own input: event batches and the change feed's query
+
+
+def mostly(valid, nasty):
+    """Mostly a valid value (so that the event gets past the schema), now and then not."""
+    return st.integers(0, 5).flatmap(lambda dice: nasty if dice == 0 else valid)
+
+
+def edge_event(trunk):
+    """An event of any type with the fields its type needs and some it may have, most of
+    them well-shaped around the target's extension, so that they reach the services."""
+    addresses = st.sampled_from(["192.0.2.7", "2001:db8::7", "::ffff:192.0.2.7"])
+    beyond_bigint = st.integers(2**63 - 2, 2**70) | huge_int
+    fields = {
+        "at": mostly(st.timedeltas(min_value=-dt.timedelta(hours=23),
+                                   max_value=dt.timedelta(minutes=4)).map(
+                         lambda d: (utcnow() + d).isoformat()),
+                     any_time | scalars),
+        "address": mostly(addresses, any_text),
+        "user_id": mostly(st.sampled_from([f"{trunk}101", f"{trunk}101r", f"{trunk}999"]),
+                          any_text),
+        "reason": mostly(st.sampled_from(["wrong_password", "unknown_user", "stale_nonce"]),
+                         any_text),
+        "contact": mostly(st.just("sip:desk@192.0.2.7:5060"), any_text),
+        "source_address": mostly(addresses, any_text),
+        "source_port": mostly(st.integers(1, 65535), huge_int),
+        "transport": mostly(st.sampled_from(["udp", "tcp", "tls"]), any_text),
+        "user_agent": mostly(st.none() | st.just("desk phone"), any_text),
+        "expires": mostly(st.integers(1, 7 * 86400), huge_int),
+        "mode": mostly(st.sampled_from(["home", "remote", "both"]), any_text),
+        "applied_version": mostly(st.integers(0, 100), beyond_bigint),
+        "addresses": mostly(st.lists(addresses, max_size=3), json_values),
+    }
+    optional = {"registration": ("user_agent",), "unregistration": ("contact",),
+                "heartbeat": ("addresses",)}
+
+    def of_type(kind):
+        needs = EventSchema.NEEDS[kind]
+        return st.fixed_dictionaries(
+            {"type": st.just(kind), **{f: fields[f] for f in needs}},
+            optional={f: fields[f] for f in ("at", *optional.get(kind, ()))})
+
+    return st.sampled_from(EVENT_TYPES).flatmap(of_type)
+
+
+@settings(FUZZ, max_examples=200)
+@given(data=st.data())
+def test_edge_event_batch_never_500(api, target, data):
+    batch = {"batch_id": data.draw(st.uuids(), label="batch id").hex,
+             "events": data.draw(st.lists(edge_event(target["trunk"]), max_size=4),
+                                 label="events")}
+    send(api, target, "post", "/edge/events", json=batch)
+
+
+@FUZZ
+@given(data=st.data())
+def test_edge_changes_with_arbitrary_query_never_500(api, target, data):
+    numbers = (st.integers(2**63 - 2, 2**70) | huge_int | st.integers(-5, 5)).map(str)
+    query = data.draw(st.fixed_dictionaries(
+        {"after": mostly(numbers, any_text),
+         # Never a wait that is valid and not 0: the example would sit in the long-poll.
+         "wait": mostly(st.just("0"), st.sampled_from(
+             ["-1", "55.5", "nan", "inf", "-inf", "1e400", "", "soon"]))},
+        optional={"limit": mostly(numbers, any_text), "colour": any_text}), label="query")
+    encoded = "&".join(f"{url_quote(k)}={url_quote(v)}" for k, v in query.items())
+    send(api, target, "get", "/edge/changes", query_string=encoded)
 
 
 # Inputs that once made a 500 (or nearly): kept as plain regression cases.
@@ -298,3 +387,66 @@ def test_post_with_unparsable_json_is_4xx(api, target, raw):
                         content_type="application/json")
     assert 400 <= response.status_code < 500, response.get_json(silent=True)
     assert_error_shape(response)
+
+
+HOUR = dt.timedelta(hours=1)
+EDGE_REGRESSIONS = [
+    # (event, field); a timedelta `at` is that far from now
+    ({"type": "heartbeat", "applied_version": 2**63}, "applied_version"),
+    ({"type": "heartbeat", "applied_version": 10**30}, "applied_version"),
+    ({"type": "heartbeat", "applied_version": 0, "at": "9999-12-31T23:59:59+00:00"}, "at"),
+    ({"type": "heartbeat", "applied_version": 0, "at": "9999-12-31T23:59:59-14:00"}, "at"),
+    ({"type": "heartbeat", "applied_version": 0, "at": "0001-01-01T00:00:00+14:00"}, "at"),
+    ({"type": "heartbeat", "applied_version": 0, "at": "2000-01-01T00:00:00+00:00"}, "at"),
+    ({"type": "heartbeat", "applied_version": 0, "at": "2026-01-01T00:00:00"}, "at"),  # naive
+    ({"type": "registration", "user_id": "{trunk}101", "contact": "sip:desk@192.0.2.7",
+      "source_address": "192.0.2.7", "source_port": 5060, "transport": "udp",
+      "expires": 7 * 86400, "at": 24 * HOUR}, "at"),
+    ({"type": "auth_failure", "address": "192.0.2.7", "user_id": "{trunk}101",
+      "reason": "wrong_password", "at": -48 * HOUR}, "at"),
+    ({"type": "registration", "user_id": "{trunk}101", "contact": "sip:desk@192.0.2.7",
+      "source_address": "192.0.2.7", "source_port": 2**70, "transport": "udp",
+      "expires": 300}, "source_port"),
+]
+
+
+def _event(template, trunk):
+    event = {k: v.replace("{trunk}", trunk) if isinstance(v, str) else v
+             for k, v in template.items()}
+    if isinstance(event.get("at"), dt.timedelta):
+        event["at"] = (utcnow() + event["at"]).isoformat()
+    return event
+
+
+@pytest.mark.parametrize(("event", "field"), EDGE_REGRESSIONS,
+                         ids=[f"{e['type']}-{f}-{i}" for i, (e, f) in enumerate(EDGE_REGRESSIONS)])
+def test_edge_event_with_nasty_value_is_422(api, target, event, field):
+    response = target["edge"].post("/edge/events", {
+        "batch_id": "nasty", "events": [_event(event, target["trunk"])]})
+    assert_error(response, 422, f"events.0.{field}")
+
+
+def test_edge_event_at_the_limits_is_applied(api, target):
+    batch = {"batch_id": "limits", "events": [
+        {"type": "heartbeat", "applied_version": 2**63 - 1,
+         "at": (utcnow() + dt.timedelta(minutes=4)).isoformat()},
+        {"type": "auth_success", "address": "192.0.2.7", "user_id": target["trunk"] + "101",
+         "at": (utcnow() - dt.timedelta(hours=23)).isoformat()},
+    ]}
+    assert api.ok(target["edge"].post("/edge/events", batch), 200)["applied"] == 2
+    [edge] = api.ok(api.get("/edges"), 200)
+    assert edge["applied_version"] == 2**63 - 1
+
+
+@pytest.mark.parametrize("after", [str(2**63), str(10**30), "-1", "1e3", "0x10"])
+def test_edge_changes_after_a_nasty_version_is_422(target, after):
+    response = target["edge"].get("/edge/changes", query_string={"after": after, "wait": "0"})
+    assert response.status_code == 422, response.get_json()
+    assert set(assert_error_shape(response)["errors"]["query"]) == {"after"}
+
+
+def test_edge_changes_after_the_last_possible_version_is_empty(target):
+    response = target["edge"].get("/edge/changes",
+                                  query_string={"after": str(2**63 - 1), "wait": "0"})
+    assert response.status_code == 200, response.get_json()
+    assert response.get_json()["changes"] == []

@@ -1,8 +1,10 @@
+import datetime as dt
+
 from sqlalchemy import select
 
-from tenants.models import AuditEvent, Role
+from tenants.models import AuditEvent, Role, utcnow
 from tenants.scope import Principal
-from tenants.services import audit_log, extensions, resellers, tenants
+from tenants.services import audit_log, edges, extensions, resellers, ring_groups, tenants
 
 from .conftest import ROOT
 
@@ -73,3 +75,33 @@ def test_audit_log_is_scoped(session):
     assert seen(as_reseller) == {("reseller", str(reseller.id)), ("tenant", mine.trunk_number)}
     assert seen(as_tenant) == {("tenant", other.trunk_number)}
     assert len(seen(ROOT)) == 3
+
+
+def test_a_change_of_group_subscriptions_alone_is_audited(session, tenant):
+    for number in ("600", "601"):
+        ring_groups.create_ring_group(session, ROOT, "12345", number=number, name=number)
+    extensions.create_extension(session, ROOT, "12345", number="101", name="Alice",
+                                ring_groups=["600"])
+    extensions.update_extension(session, ROOT, "12345", "101", ring_groups=["601", "600"])
+    extensions.update_extension(session, ROOT, "12345", "101", ring_groups=["601"])
+    extensions.update_extension(session, ROOT, "12345", "101", ring_groups=["601"])  # no change
+    [created] = events(session, "extension.create")
+    assert created.details["ring_groups"] == ["600"]
+    assert [e.details for e in events(session, "extension.update")] == [
+        {"ring_groups": [["600"], ["600", "601"]]},
+        {"ring_groups": [["600", "601"], ["601"]]},
+    ]
+
+
+def test_edge_heartbeats_leave_no_audit_record(session):
+    edge, _token = edges.enroll_edge(session, ROOT, name="edge-1")
+    for n in range(3):
+        edges.ingest_events(session, edge, batch_id=f"b{n}", events=[
+            {"type": "heartbeat", "applied_version": n, "addresses": [f"192.0.2.{n}"],
+             "at": utcnow()}])
+    edges.authenticate_edge(session, _token, now=utcnow() + dt.timedelta(minutes=1))
+    assert (edge.applied_version, edge.addresses) == (2, ["192.0.2.2"])
+    assert events(session, "edge.update") == []
+    edges.revoke_edge(session, ROOT, edge.id)  # a person's act: recorded
+    [revoked] = events(session, "edge.update")
+    assert list(revoked.details) == ["revoked_at"]

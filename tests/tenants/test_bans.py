@@ -5,10 +5,12 @@ import datetime as dt
 import pytest
 from sqlalchemy import func, select
 
-from tenants.errors import Invalid, NotFound
-from tenants.models import Ban, FailureWindow, OutboxEntry, Role
+from tenants.errors import Conflict, Invalid, NotFound
+from tenants.models import (
+    AuditEvent, Ban, BanPolicy, BanTenant, FailureWindow, OutboxEntry, Role,
+)
 from tenants.scope import Forbidden, Principal
-from tenants.services import bans, resellers, tenants
+from tenants.services import bans, edges, resellers, tenants
 from tenants.services.bans import Failure, Success
 
 from .conftest import ROOT
@@ -59,6 +61,30 @@ def test_failures_spread_wider_than_find_time_never_ban(session):
     assert active(session, 20 * 151) == []
 
 
+def test_max_retry_at_the_cap_bans_at_the_last_kept_failure(session):
+    bans.update_policy(session, ROOT, max_retry=bans.RECENT_CAP)
+    for i in range(bans.RECENT_CAP - 1):
+        assert fail(session, "192.0.2.7", when=i).outcome == "recorded"
+    assert fail(session, "192.0.2.7", when=bans.RECENT_CAP).outcome == "banned"
+
+
+@pytest.mark.parametrize("name", ["max_retry", "scan_user_ids"])
+def test_a_policy_counting_more_failures_than_are_kept_is_invalid(session, name):
+    with pytest.raises(Invalid) as err:
+        bans.update_policy(session, ROOT, **{name: bans.RECENT_CAP + 1})
+    assert name in err.value.fields
+    session.rollback()
+    assert getattr(bans.get_policy(session), name) < bans.RECENT_CAP
+
+
+def test_a_stored_max_retry_above_the_cap_still_bans_at_the_cap(session):
+    session.get(BanPolicy, 1).max_retry = 1000  # as PUT /ban-policy used to allow
+    session.commit()
+    for i in range(bans.RECENT_CAP - 1):
+        fail(session, "192.0.2.7", when=i)
+    assert fail(session, "192.0.2.7", when=bans.RECENT_CAP).outcome == "banned"
+
+
 def test_the_ban_ends_on_time(session):
     for i in range(5):
         fail(session, "192.0.2.7", when=i)
@@ -91,6 +117,25 @@ def test_one_phone_behind_an_office_nat_locks_out_only_itself(session):
     assert (lockout.source, lockout.user_id) == ("198.51.100.9", "12345101")
     # the other phones of the office are not banned
     assert active(session, 20, kind="address") == []
+
+
+@pytest.mark.parametrize("address", ["198.51.100.9", "2001:db8:ffff:ffff:ffff:ffff:ffff:ffff"])
+def test_a_lockout_of_a_user_id_as_long_as_any_reaches_the_edges(session, address):
+    # The edges name a lockout by source and user ID; with the longest user ID there is,
+    # that name must still fit the outbox.
+    bans.update_policy(session, ROOT, ipv6_prefix=128)  # the longest source text there is
+    bans.record_success(session, address=address, user_id="12345102", at=at(0),
+                        valid_until=at(3600))
+    user_id = "9" * 64
+    for i in range(5):
+        decision = fail(session, address, user_id=user_id, when=10 + i)
+    assert decision.outcome == "locked_out"
+    bans.lift_bans(session, ROOT, address, now=at(20))
+    entries = session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "ban")
+                              .order_by(OutboxEntry.version)).all()
+    assert [(e.op, e.payload and e.payload["user_id"]) for e in entries] == [
+        ("upsert", user_id), ("delete", None)]
+    assert entries[0].key == entries[1].key  # the lift names the lockout it ends
 
 
 def test_a_scan_from_an_office_nat_bans_the_whole_address(session):
@@ -143,6 +188,16 @@ def test_tenant_trusted_network_does_not_shelter_a_scan_of_other_tenants(session
     assert decision.outcome == "banned"
 
 
+def test_tenant_trusted_network_does_not_shelter_failures_of_unknown_user_ids(session):
+    # The documented deviation from "never banned as a whole": the failures must all be the
+    # tenant's own for its trusted range to spare the address.
+    tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    bans.add_trusted_network(session, ROOT, "12345", cidr="198.51.100.0/24")
+    for i, user in enumerate(["12345101"] * 4 + ["admin"]):
+        decision = fail(session, "198.51.100.9", user_id=user, when=i)
+    assert decision.outcome == "banned" and decision.ban.user_id is None
+
+
 @pytest.mark.parametrize("cidr", ["0.0.0.0/0", "10.0.0.0/8", "::/0", "2001:db8::/16"])
 def test_tenants_may_not_trust_wide_ranges(session, cidr):
     tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
@@ -158,6 +213,38 @@ def test_ipv6_failures_count_per_64_and_ban_the_prefix(session):
     assert decision.ban.source == "2001:db8:1:2::/64"
     assert fail(session, "2001:db8:1:2:ffff::1", when=10).outcome == "recorded"  # already banned
     assert active(session, 10, address="2001:db8:1:2:abcd::9")[0].id == decision.ban.id
+
+
+def test_an_edges_own_ipv6_address_protects_its_prefix(session):
+    edge, _token = edges.enroll_edge(session, ROOT, name="edge-1")
+    edge.addresses = ["2001:db8:9:9::5"]
+    session.commit()
+    for i in range(10):
+        assert fail(session, f"2001:db8:9:9::{i + 100:x}", user_id=f"1234510{i}",
+                    when=i).outcome == "exempt"
+    with pytest.raises(Conflict):
+        bans.ban_by_hand(session, ROOT, address="2001:db8:9:9::77", now=at(20))
+
+
+def test_a_platform_trusted_ipv6_range_narrower_than_the_prefix_applies(session):
+    bans.add_trusted_network(session, ROOT, cidr="2001:db8:7:7::/120")
+    for i in range(10):
+        assert fail(session, "2001:db8:7:7::1", user_id=f"1234510{i}", when=i).outcome == "exempt"
+
+
+def test_a_tenant_trusted_ipv6_range_narrower_than_the_prefix_applies(session):
+    tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    bans.add_trusted_network(session, ROOT, "12345", cidr="2001:db8:7:7::/96")
+    for i in range(5):
+        decision = fail(session, "2001:db8:7:7::1", user_id="12345101", when=i)
+    assert decision.outcome == "locked_out"
+
+
+def test_an_ipv6_range_beside_the_prefix_does_not_apply(session):
+    bans.add_trusted_network(session, ROOT, cidr="2001:db8:7:8::/120")
+    for i in range(5):
+        decision = fail(session, "2001:db8:7:7::1", when=i)
+    assert decision.outcome == "banned"
 
 
 def test_the_ipv6_prefix_is_configurable(session):
@@ -291,6 +378,16 @@ def test_a_batch_with_a_bad_event_changes_nothing(session):
     assert session.scalar(select(func.count()).select_from(FailureWindow)) == 0
 
 
+def test_a_bad_event_is_named_as_the_caller_names_it(session):
+    # An edge's batch mixes auth events with heartbeats and ring modes: entry 7 of what it
+    # sent may be the second auth event.
+    events = [Failure("192.0.2.7", "12345101", "wrong_password", at(0)),
+              Failure("nope", "12345101", "wrong_password", at(1))]
+    with pytest.raises(Invalid) as err:
+        bans.apply_auth_events(session, events, names=["events.3", "events.7"])
+    assert set(err.value.fields) == {"events.7.address"}
+
+
 def test_a_batch_may_name_the_same_registration_twice(session):
     events = [Success("192.0.2.7", "12345101", at(0), at(300)),
               Success("192.0.2.7", "12345101", at(1), at(600))]
@@ -302,11 +399,87 @@ def test_a_batch_may_name_the_same_registration_twice(session):
 
 
 def test_automatic_bans_are_not_audited_but_their_lifts_are(session):
-    from tenants.models import AuditEvent
-
     for i in range(5):
         fail(session, "192.0.2.7", when=i)
     assert session.scalars(select(AuditEvent).where(AuditEvent.object_type == "ban")).all() == []
     bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
     [event] = session.scalars(select(AuditEvent).where(AuditEvent.object_type == "ban")).all()
     assert event.action == "ban.update" and event.details["lifted_at"][1] is not None
+
+
+def ban_audit(session):
+    return session.scalars(select(AuditEvent).where(AuditEvent.object_type == "ban")
+                           .order_by(AuditEvent.id)).all()
+
+
+def test_a_tenants_own_lift_is_in_its_audit_scope(session):
+    tenant = tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    for i in range(5):
+        fail(session, "192.0.2.7", user_id="12345101", when=i)
+    bans.lift_bans(session, Principal(role=Role.TENANT, name="t", tenant_id=tenant.id),
+                   "192.0.2.7", now=at(10))
+    [event] = ban_audit(session)
+    assert (event.action, event.tenant_id) == ("ban.update", tenant.id)
+
+
+def test_a_manual_lockout_of_a_tenants_user_id_is_in_its_audit_scope(session):
+    tenant = tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    bans.ban_by_hand(session, ROOT, address="192.0.2.7", user_id="12345101", now=at(0))
+    [tenant_id] = session.scalars(select(BanTenant.tenant_id)).all()
+    assert tenant_id == tenant.id  # it is the tenant's, in GET /bans too
+    [event] = ban_audit(session)
+    assert (event.action, event.tenant_id) == ("ban.create", tenant.id)
+
+
+def test_the_lift_of_a_scan_over_several_tenants_is_the_platforms_record(session):
+    tenants.create_tenant(session, ROOT, name="Acme", trunk_number="12345")
+    tenants.create_tenant(session, ROOT, name="Other", trunk_number="54321")
+    for i, user in enumerate(["12345101", "54321101", "12345102", "54321102", "12345103"]):
+        fail(session, "192.0.2.7", user_id=user, when=i)
+    bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
+    [event] = ban_audit(session)
+    assert event.tenant_id is None
+
+
+class TestAuthFailures:
+    def listed(self, session, principal=ROOT, when=10, **filters):
+        reports, total = bans.list_auth_failures(session, principal, page=1, page_size=50,
+                                                 now=at(when), **filters)
+        assert total == len(reports)
+        return reports
+
+    def test_a_window_is_listed_with_its_summary(self, session):
+        for i in range(3):
+            fail(session, "192.0.2.7", when=i)
+        [report] = self.listed(session)
+        assert (report.source, report.failures, report.recent_failures) == ("192.0.2.7", 3, 3)
+        assert (report.user_ids, report.edges) == (["12345101"], ["edge-1"])
+        assert (report.first_attempt_at, report.last_attempt_at) == (at(0), at(2))
+        assert (report.trusted, report.banned, report.locked_out) == (None, False, [])
+
+    def test_a_ban_answers_the_recent_failures_but_not_the_total(self, session):
+        for i in range(5):
+            fail(session, "192.0.2.7", when=i)
+        [report] = self.listed(session)
+        assert (report.failures, report.recent_failures, report.banned) == (5, 0, True)
+
+    def test_quiet_windows_are_not_listed_even_before_the_purge(self, session):
+        fail(session, "192.0.2.7", when=0)
+        assert len(self.listed(session, when=600)) == 1
+        assert self.listed(session, when=601) == []
+
+    def test_sources_of_stale_nonces_alone_are_not_listed(self, session):
+        fail(session, "192.0.2.7", reason="stale_nonce")
+        assert self.listed(session) == []
+
+    def test_sources_are_listed_latest_first(self, session):
+        fail(session, "192.0.2.1", when=2)
+        fail(session, "192.0.2.2", when=1)
+        fail(session, "192.0.2.3", when=3)
+        assert [r.source for r in self.listed(session)] == ["192.0.2.3", "192.0.2.1", "192.0.2.2"]
+
+    def test_a_page_beyond_the_first_gives_the_rest(self, session):
+        for i in range(3):
+            fail(session, f"192.0.2.{i + 1}", when=i)
+        reports, total = bans.list_auth_failures(session, ROOT, page=2, page_size=2, now=at(10))
+        assert ([r.source for r in reports], total) == (["192.0.2.1"], 3)

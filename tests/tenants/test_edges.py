@@ -143,3 +143,59 @@ def test_maintenance_forgets_old_batches_and_bindings(session, extension, edge):
     assert session.scalars(select(Registration)).all() == []
     # the batch id is forgotten, so the same id is a new batch again
     assert edges.ingest_events(session, edge, batch_id="b1", events=[])["duplicate"] is False
+
+
+def status(session, now=NOW):
+    return [(r.user_id, r.edge.name) for r in
+            session.scalars(edges.list_registrations(session, ROOT, "12345", now=now))]
+
+
+def test_disabling_dual_registration_drops_the_remote_registrations_at_once(
+        session, extension, edge):
+    extensions.set_dual_registration(session, ROOT, "12345", "101", enabled=True)
+    edges.ingest_events(session, edge, batch_id="b1", events=[
+        registration("12345101"), registration("12345101r", "sip:soft@192.0.2.11")])
+    extensions.set_dual_registration(session, ROOT, "12345", "101", enabled=False)
+    assert status(session) == [("12345101", "edge-1")]
+
+
+def test_rotating_credentials_drops_the_extensions_registrations(session, extension, edge):
+    extensions.set_dual_registration(session, ROOT, "12345", "101", enabled=True)
+    edges.ingest_events(session, edge, batch_id="b1", events=[
+        registration("12345101"), registration("12345101r", "sip:soft@192.0.2.11")])
+    extensions.create_extension(session, ROOT, "12345", number="102", name="Bob")
+    edges.ingest_events(session, edge, batch_id="b2", events=[registration("12345102")])
+    extensions.rotate_credentials(session, ROOT, "12345", "101")
+    assert status(session) == [("12345102", "edge-1")]
+
+
+def test_deleting_an_extension_drops_its_registrations(session, extension, edge):
+    edges.ingest_events(session, edge, batch_id="b1", events=[registration("12345101")])
+    extensions.delete_extension(session, ROOT, "12345", "101")
+    assert session.scalars(select(Registration)).all() == []
+
+
+def test_a_phone_that_moves_to_another_edge_shows_once(session, extension, edge):
+    other, _token = edges.enroll_edge(session, ROOT, name="edge-2")
+    edges.ingest_events(session, edge, batch_id="b1", events=[registration("12345101")])
+    edges.ingest_events(session, other, batch_id="b1", events=[
+        registration("12345101", at=NOW + dt.timedelta(seconds=30))])
+    assert status(session) == [("12345101", "edge-2")]
+
+
+def test_a_late_registration_from_the_old_edge_does_not_take_the_phone_back(
+        session, extension, edge):
+    other, _token = edges.enroll_edge(session, ROOT, name="edge-2")
+    edges.ingest_events(session, other, batch_id="b1", events=[
+        registration("12345101", at=NOW + dt.timedelta(seconds=30))])
+    result = edges.ingest_events(session, edge, batch_id="b1", events=[registration("12345101")])
+    assert "later registration" in result["ignored"][0]["reason"]
+    assert status(session) == [("12345101", "edge-2")]
+
+
+def test_another_contact_of_the_same_user_id_on_another_edge_stays(session, extension, edge):
+    other, _token = edges.enroll_edge(session, ROOT, name="edge-2")
+    edges.ingest_events(session, edge, batch_id="b1", events=[registration("12345101")])
+    edges.ingest_events(session, other, batch_id="b1", events=[
+        registration("12345101", contact="sip:second-phone@192.0.2.12")])
+    assert sorted(status(session)) == [("12345101", "edge-1"), ("12345101", "edge-2")]

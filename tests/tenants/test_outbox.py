@@ -5,7 +5,7 @@ from sqlalchemy import select
 
 from tenants.errors import Conflict
 from tenants.models import OutboxEntry
-from tenants.services import extensions, ring_groups, tenants, trunks
+from tenants.services import bans, extensions, queues, ring_groups, tenants, trunks
 
 from .conftest import ROOT
 
@@ -102,6 +102,27 @@ def test_deletions_are_recorded(session, extension):
     found = [(e.kind, e.key, e.op, e.payload) for e in entries(session, before)]
     assert found == [("extension", "12345101", "delete", None),
                      ("tenant", "12345", "delete", None)]
+
+
+def test_deleting_a_tenant_deletes_everything_of_it_the_edges_hold(session, extension):
+    extensions.create_extension(session, ROOT, "12345", number="102", name="Bob")
+    ring_groups.create_ring_group(session, ROOT, "12345", number="600", name="Sales")
+    queues.create_queue(session, ROOT, "12345", number="700", name="Hotline")
+    office = bans.add_trusted_network(session, ROOT, "12345", cidr="198.51.100.0/24")
+    platform_wide = bans.add_trusted_network(session, ROOT, cidr="203.0.113.0/24")
+    tenant_id = extension.tenant_id
+    before = last_version(session)
+    tenants.delete_tenant(session, ROOT, "12345")
+    found = [(e.kind, e.key, e.op, e.payload, e.tenant_id) for e in entries(session, before)]
+    assert found[-1] == ("tenant", "12345", "delete", None, tenant_id)
+    assert sorted(found[:-1]) == [
+        ("extension", "12345101", "delete", None, tenant_id),
+        ("extension", "12345102", "delete", None, tenant_id),
+        ("queue", "12345/700", "delete", None, tenant_id),
+        ("ring_group", "12345/600", "delete", None, tenant_id),
+        ("trusted_network", str(office.id), "delete", None, tenant_id),
+    ]
+    assert str(platform_wide.id) not in [key for _kind, key, *_ in found]
 
 
 def test_a_refused_change_records_nothing(session, extension):

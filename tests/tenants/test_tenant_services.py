@@ -4,7 +4,8 @@ from sqlalchemy import select
 from tenants.errors import Conflict
 from tenants.models import ApiKey, Role
 from tenants.scope import Forbidden, Principal
-from tenants.services import api_keys, resellers, tenants
+from tenants.models import utcnow
+from tenants.services import api_keys, audit_log, bans, resellers, tenants
 
 from .conftest import ROOT
 
@@ -78,3 +79,22 @@ def test_deleting_a_tenant_removes_its_keys(session, tenant):
                                           trunk_number="12345")
     tenants.delete_tenant(session, ROOT, "12345")
     assert api_keys.authenticate(session, token) is None
+
+
+def test_a_new_tenant_never_inherits_a_deleted_tenants_audit_log_or_bans(session):
+    # Audit records and bans keep a tenant's id without a foreign key: the id must never
+    # be handed out again (SQLite reuses the highest id of a deleted row unless told not to).
+    gone = tenants.create_tenant(session, ROOT, name="Gone", trunk_number="12345")
+    now = utcnow()
+    for _ in range(5):
+        bans.record_failure(session, address="192.0.2.7", user_id="12345101",
+                            reason="wrong_password", at=now)
+    as_gone = Principal(role=Role.TENANT, name="t", tenant_id=gone.id)
+    assert session.scalars(bans.list_bans(session, as_gone, now=now)).all() != []
+    tenants.delete_tenant(session, ROOT, "12345")
+
+    new = tenants.create_tenant(session, ROOT, name="New", trunk_number="23456")
+    as_new = Principal(role=Role.TENANT, name="t", tenant_id=new.id)
+    seen = session.scalars(audit_log.list_audit_events(session, as_new)).all()
+    assert [(e.action, e.object_id) for e in seen] == [("tenant.create", "23456")]
+    assert session.scalars(bans.list_bans(session, as_new, now=now)).all() == []
