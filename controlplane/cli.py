@@ -62,6 +62,25 @@ def cmd_api_key_create(args):
     return 0
 
 
+def cmd_edge_enroll(args):
+    from tenants.errors import DomainError
+    from tenants.scope import platform_principal
+    from tenants.services.edges import enroll_edge
+
+    app = _app()
+    with _session(app) as session:
+        principal = platform_principal("cli")
+        session.info["principal"] = principal
+        try:
+            edge, token = enroll_edge(session, principal, name=args.name)
+        except DomainError as exc:
+            print(f"error: {exc.message}", file=sys.stderr)
+            return 2
+    print(f"enrolled edge {edge.id} ({edge.name}); its token is shown only once:")
+    print(token)
+    return 0
+
+
 def cmd_init(args):
     """First start of the embedded default: migrate, then make a platform key if none."""
     from tenants.models import ApiKey, Role
@@ -143,6 +162,11 @@ def parser():
     create.add_argument("--reseller-id", type=int)
     create.add_argument("--trunk-number")
     create.set_defaults(func=cmd_api_key_create)
+
+    edges = sub.add_parser("edge", help="SIP edges").add_subparsers(dest="edge", required=True)
+    enroll = edges.add_parser("enroll", help="enroll an edge; its token alone on the last line")
+    enroll.add_argument("--name", required=True)
+    enroll.set_defaults(func=cmd_edge_enroll)
 
     init = sub.add_parser("init", help="migrate, and create a first platform key if none exists")
     init.add_argument("--name", default="admin")

@@ -67,3 +67,14 @@ def test_credentials_rehash_follows_a_realm_change(cli_env, db_url, monkeypatch,
     assert "1 extensions" in capsys.readouterr().out
     with sessions(db_url, [cli_env], "new.realm")() as s:
         assert extensions.get_extension(s, ROOT, "12345", "101").ha1_realm == "new.realm"
+
+
+def test_edge_enroll_prints_the_token_alone_on_the_last_line(cli_env, db_url, capsys):
+    from tenants.services.edges import authenticate_edge
+
+    assert main(["edge", "enroll", "--name", "local"]) == 0
+    token = capsys.readouterr().out.rstrip("\n").splitlines()[-1]
+    with sessions(db_url, [cli_env])() as s:
+        assert authenticate_edge(s, token).name == "local"
+    assert main(["edge", "enroll", "--name", "local"]) == 2
+    assert "exists already" in capsys.readouterr().err
