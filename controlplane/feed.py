@@ -58,9 +58,16 @@ class Notifier:
                 self._version = version
                 self._condition.notify_all()
 
+    @property
+    def stopping(self):
+        return self._stopping.is_set()
+
     def stop(self):
-        """Let the thread end (within RECHECK seconds); for tests and clean shutdowns."""
+        """Let the thread end (within RECHECK seconds), and answer every waiting long-poll
+        now: a worker that is shutting down must not hold its exit for their whole wait."""
         self._stopping.set()
+        with self._condition:
+            self._condition.notify_all()
 
     def _poll(self):
         while not self._stopping.is_set():
@@ -89,10 +96,14 @@ class Notifier:
 
     def wait_beyond(self, version, timeout):
         """Block until the outbox is known to be past `version`, or timeout; True if so."""
+        if self._stopping.is_set():
+            return False
         self._ensure_started()
         deadline = time.monotonic() + timeout
         with self._condition:
             while self._version is None or self._version <= version:
+                if self._stopping.is_set():
+                    return False
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False

@@ -170,9 +170,11 @@ class Changes(MethodView):
                 entries, latest = feed.changes_after(session(), after, limit=limit)
                 session().rollback()  # end the read: the wait must hold no transaction
                 remaining = deadline - time.monotonic()
-                if entries or remaining <= 0 or not waiting:
+                notifier = current_app.extensions["trunkline"]["notifier"]
+                # A stopping worker answers at once: the edge asks again elsewhere.
+                if entries or remaining <= 0 or not waiting or notifier.stopping:
                     break
-                current_app.extensions["trunkline"]["notifier"].wait_beyond(after, remaining)
+                notifier.wait_beyond(after, remaining)
         finally:
             if waiting:
                 slots.release()

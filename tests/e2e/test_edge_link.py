@@ -113,3 +113,32 @@ def test_edge_tokens_and_api_keys_stay_in_their_lanes(api, edge):
     edge_api, _name = edge
     assert edge_api.get("/tenants").status_code == 401
     assert api.get("/edge/changes?after=0&wait=0").status_code == 401
+
+
+def test_a_stopping_server_answers_waiting_long_polls_and_exits_cleanly(deployment, api):
+    own = deployment.start_server()
+    created = api.ok(api.post("/edges", {"name": f"edge-{time.monotonic_ns()}"}), 201)
+    deployment.secrets.add(created["token"])
+    headers = {"Authorization": f"Bearer {created['token']}"}
+    version = requests.get(f"{own.url}/api/v1/edge/changes", params={"after": 0, "wait": 0},
+                           headers=headers, timeout=10).json()["version"]
+    result = {}
+
+    def poll():
+        try:
+            result["response"] = requests.get(
+                f"{own.url}/api/v1/edge/changes", params={"after": version, "wait": 50},
+                headers=headers, timeout=70)
+        except requests.RequestException as exc:
+            result["error"] = exc
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(1.0)  # the poll is waiting in a worker now
+    # Longer than gunicorn's graceful_timeout: without the wake-up the worker would be
+    # killed in the middle of the poll.
+    assert own.stop() == 0
+    waiter.join(70)
+    assert "error" not in result, result
+    assert result["response"].status_code == 200
+    assert result["response"].json()["changes"] == []
