@@ -129,8 +129,9 @@ def _nonce_secret(state_dir):
     except (FileNotFoundError, ValueError):
         secret = secrets.token_bytes(32)
         tmp = path.with_suffix(".tmp")
-        tmp.write_text(secret.hex())
-        os.chmod(tmp, 0o600)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # never readable
+        with os.fdopen(fd, "w") as file:
+            file.write(secret.hex())
         os.replace(tmp, path)
         return secret
 

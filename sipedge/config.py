@@ -56,6 +56,12 @@ class EdgeConfig:
     def active_bans(self, now):
         return [b for b in self.bans.values() if b.until > now]
 
+    def purge_bans(self, now):
+        """Forget bans that have ended (the control plane sends no delete for those)."""
+        moment = dt.datetime.fromtimestamp(now, dt.timezone.utc)
+        for key in [k for k, b in self.bans.items() if b.until <= moment]:
+            del self.bans[key]
+
     # --- applying records ---
 
     def apply_change(self, entry):

@@ -33,7 +33,7 @@ from .guard import Guard
 from .sip import digest
 from .sip.message import (
     ParseError, Request, make_response, parse_contact, parse_message, parse_name_addr,
-    parse_uri, parse_via, unescape,
+    parse_uri, parse_via, split_list, unescape,
 )
 from .sip.registrar import Registrar
 
@@ -45,6 +45,15 @@ DEFAULT_REALM = "sip.trunkline.local"
 MAX_EVENTS = 100_000  # queued for the control plane; beyond, the oldest are dropped
 TRANSACTION_LIFETIME = 32.0  # RFC 3261 §17.2.2 Timer J: 64*T1 for retransmissions
 MAX_TRANSACTIONS = 50_000
+_DIGITS = re.compile(r"[0-9]{1,10}")
+# Methods counted by name; any other is "other" (names are the sender's to invent, and a
+# metric label per invented name would grow without end).
+KNOWN_METHODS = frozenset({"REGISTER", "OPTIONS", "INVITE", "ACK", "BYE", "CANCEL", "INFO",
+                           "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE",
+                           "PRACK"})
+MAX_EVENT_TEXT = 64  # user IDs in events: the control plane takes no longer ones
+MAX_EVENT_CONTACT = 512
+PURGE_EVERY = 60.0  # seconds between sweeps of ended bans and quiet failure windows
 # Clients known to give up on a 401 that offers any algorithm besides MD5 (they decode
 # every WWW-Authenticate and fail on SHA-256, or take the first one whatever it is):
 # baresip 1.x (libre before 3.x), SIPp 3.6. They get the MD5 challenge alone.
@@ -88,6 +97,8 @@ class EdgeCore:
         self._sources = {}  # (user_id, contact) -> source the binding came from
         self._users_at = {}  # source -> Counter of user IDs with bindings from there
         self.stats = Counter()  # requests by method, responses by status, failures...
+        self._started_at = None
+        self._next_purge = 0.0
 
     # --- configuration ---
 
@@ -138,6 +149,10 @@ class EdgeCore:
     # --- events for the control plane ---
 
     def _event(self, kind, now, **fields):
+        if "user_id" in fields:
+            fields["user_id"] = fields["user_id"][:MAX_EVENT_TEXT]
+        if fields.get("contact") is not None:  # push parameters make long ones
+            fields["contact"] = fields["contact"][:MAX_EVENT_CONTACT]
         if len(self.events) >= self.max_events:
             self.events.popleft()
             self.events_dropped += 1
@@ -167,6 +182,11 @@ class EdgeCore:
             if expires > now:
                 break
             del self._transactions[key]
+        if now >= self._next_purge:
+            self._next_purge = now + PURGE_EVERY
+            self.guard.purge(now)
+            self.config.purge_bans(now)
+            self.registrar.compact()
 
     # --- packets ---
 
@@ -175,6 +195,8 @@ class EdgeCore:
 
     def receive(self, data, *, transport, source, now, conn=None):
         """Handle one message; returns the list of Sends it calls for."""
+        if self._started_at is None:
+            self._started_at = now  # nonce counts from before now are not known
         self.stats["messages"] += 1
         try:
             message = parse_message(data)
@@ -186,13 +208,17 @@ class EdgeCore:
             return []
         if message.method == "ACK":
             return []  # never answered (RFC 3261 §17.2.1); no INVITEs are served yet
-        self.stats[f"request:{message.method}"] += 1
+        method = message.method if message.method in KNOWN_METHODS else "other"
+        self.stats[f"request:{method}"] += 1
         try:
             top = parse_via(message.headers.get_all("Via")[0])
         except (ParseError, IndexError):
             return self._bad_request(ParseError("bad Via", message.headers), transport,
                                      source, conn)
-        key = (top.branch, message.method, source) if top.branch else None
+        # Only REGISTER needs its answer kept for retransmissions (a second nonce count
+        # would be a replay); OPTIONS is answered afresh, and costs no memory.
+        key = ((top.branch, message.method, source)
+               if top.branch and message.method == "REGISTER" else None)
         if key is not None:
             cached = self._transactions.get(key)
             if cached is not None:  # a retransmission: the same answer again
@@ -200,9 +226,10 @@ class EdgeCore:
                 return [Send(s.data, s.destination, s.transport, conn) for s in cached[1]]
         try:
             response = self._handle(message, transport, source, now)
-        except ParseError as error:
+        except (ParseError, ValueError) as error:  # ParseError is a ValueError too
             self.stats["malformed"] += 1
-            response = self._response(message, 400, f"Bad Request ({error})")
+            reason = f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
+            response = self._response(message, 400, reason)
         sends = [self._send(response, top, transport, source, conn)]
         if key is not None:
             self._transactions[key] = (now + TRANSACTION_LIFETIME, sends)
@@ -255,9 +282,10 @@ class EdgeCore:
         fields, replaced = [], False
         for name, value in response.headers:
             if name == "Via" and not replaced:
-                rest = value.split(",", 1)
-                # The first element of the first Via field is the top Via.
-                value = text if len(rest) == 1 else text + "," + rest[1]
+                # The first element of the first Via field is the top Via (commas inside
+                # quoted parameters do not separate elements).
+                elements = split_list(value)
+                value = ", ".join([text, *elements[1:]])
                 replaced = True
             fields.append((name, value))
         return type(response)(response.status, response.reason,
@@ -309,19 +337,23 @@ class EdgeCore:
 
         authorization = self._authorization(request, realm)
         if authorization is None:
-            return self._challenge(request, realm, now)
+            return self._challenge(request, realm, now, source_key)
         try:
             creds = digest.parse_credentials(authorization)
         except digest.DigestError as error:
             return self._response(request, 400, f"Bad Request ({error})"[:120])
         if creds.realm != realm:
-            return self._challenge(request, realm, now)
+            return self._challenge(request, realm, now, source_key)
         if self.guard.locked_out(source_key, user_id, now):
             self.stats["locked_out"] += 1
             return self._response(request, 403, "Forbidden")
-        status = self.nonces.check(creds.nonce, now, realm)
-        if status == "invalid":
-            return self._challenge(request, realm, now)
+        status = self.nonces.check(creds.nonce, now, realm, bound=source_key)
+        if status == "invalid":  # forged, of another edge, or obtained from another source
+            return self._challenge(request, realm, now, source_key)
+        if status == "stale":
+            # Whatever the digest says: checking it would answer "right password" and
+            # "wrong password" differently, an uncounted guess per stale nonce.
+            return self._challenge(request, realm, now, source_key, stale=True)
         identity = self.config.identity(user_id)
         try:
             right = digest.verify(creds, identity.ha1 if identity else None, "REGISTER")
@@ -332,19 +364,17 @@ class EdgeCore:
         if right and creds.username != user_id:
             right = False
         if not right:
-            if status == "stale":
-                # An old nonce: the phone may hold an old password too, but it guessed
-                # nothing that counts; a fresh challenge tells which.
-                return self._challenge(request, realm, now)
             return self._failure(request, source, source_key, user_id, identity, now)
-        if status == "stale":
-            return self._challenge(request, realm, now, stale=True)
-        if not self.counts.accept(creds.nonce, creds.nc):
+        if self.counts.forgotten_before is None:
+            self.counts.forget_before(self._started_at)
+        if not self.counts.accept(creds.nonce, creds.nc, self.nonces.issued_at(creds.nonce)):
+            # A replay, or a nonce whose count this edge no longer knows: a fresh nonce.
             self.stats["replays"] += 1
-            return self._challenge(request, realm, now)
+            return self._challenge(request, realm, now, source_key, stale=True)
         self.stats["auth_success"] += 1
         self.guard.success(source_key, user_id)
-        self._event("auth_success", now, address=source[0], user_id=user_id)
+        self._event("auth_success", now, address=self.guard.address_text(source[0]),
+                    user_id=user_id)
         return self._bind(request, user_id, contacts, expires_header, transport, source, now)
 
     def _authorization(self, request, realm):
@@ -357,9 +387,9 @@ class EdgeCore:
                 return value
         return values[0]
 
-    def _challenge(self, request, realm, now, *, stale=False):
+    def _challenge(self, request, realm, now, source_key, *, stale=False):
         self.stats["challenges"] += 1
-        nonce = self.nonces.issue(now, realm)
+        nonce = self.nonces.issue(now, realm, bound=source_key)
         algorithms = self.algorithms
         agent = request.headers.get("User-Agent")
         if agent and self._md5_only is not None and self._md5_only.search(agent):
@@ -371,7 +401,8 @@ class EdgeCore:
     def _failure(self, request, source, source_key, user_id, identity, now):
         reason = "wrong_password" if identity is not None else "unknown_user"
         self.stats["auth_failures"] += 1
-        self._event("auth_failure", now, address=source[0], user_id=user_id, reason=reason)
+        self._event("auth_failure", now, address=self.guard.address_text(source[0]),
+                    user_id=user_id, reason=reason)
         self.urgent = True
         sheltered = [u for u in self._users_at.get(source_key, ()) if u != user_id]
         verdict = self.guard.failure(source_key, user_id, now, sheltered_by=sheltered)
@@ -403,7 +434,7 @@ class EdgeCore:
         if text is None:
             return None
         text = text.strip()
-        if not text.isdigit() or len(text) > 10:
+        if not _DIGITS.fullmatch(text):  # ASCII only: "²".isdigit() is True
             raise ParseError("bad Expires")
         return int(text)
 
@@ -428,7 +459,8 @@ class EdgeCore:
         for binding in result.added:
             self._index(binding)
             self._event("registration", now, user_id=user_id, contact=binding.contact,
-                        source_address=source[0], source_port=source[1],
+                        source_address=self.guard.address_text(source[0]),
+                        source_port=source[1],
                         transport=transport, expires=binding.expires_in(now),
                         user_agent=(binding.user_agent or "")[:200] or None)
         return self._ok(request, result.bindings, now)

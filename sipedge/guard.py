@@ -188,8 +188,27 @@ class Guard:
         mine = [u for _, u in recent if u == user_id]
         if len(mine) >= int(policy["max_retry"]):
             self._local_lockouts[(source, user_id)] = (until, False)
+            # Its failures are settled by the lockout; left in the window they would make
+            # a whole-address ban of the next few typos of other phones (as the control
+            # plane, which drops them too, would not).
+            kept = [(at, u) for at, u in recent if u != user_id]
+            recent.clear()
+            recent.extend(kept)
             return Verdict("lockout", source, user_id, until)
         return Verdict(None, source)
+
+    def purge(self, now):
+        """Forget bans and lockouts that have ended, and quiet failure windows."""
+        for table in (self._fleet_bans, self._fleet_lockouts):
+            for key in [k for k, until in table.items() if until <= now]:
+                del table[key]
+        for table in (self._local_bans, self._local_lockouts):
+            for key in [k for k, (until, _) in table.items() if until <= now]:
+                del table[key]
+        horizon = now - float(self.policy["find_time"])
+        for source in [s for s, recent in self._failures.items()
+                       if not recent or recent[-1][0] <= horizon]:
+            del self._failures[source]
 
     def success(self, source, user_id):
         """A correct answer to a challenge: that user's failures from here are forgiven."""
@@ -224,6 +243,14 @@ class Guard:
         except ValueError:
             return False
         return True
+
+    @staticmethod
+    def address_text(address):
+        """The address as the control plane takes it: no zone, IPv4-mapped unwrapped."""
+        if ":" not in address:
+            return address
+        ip = ipaddress.ip_address(address.strip("[]").split("%", 1)[0])
+        return str(ip.ipv4_mapped) if ip.version == 6 and ip.ipv4_mapped else str(ip)
 
     def _source_of(self, address):
         if ":" not in address:

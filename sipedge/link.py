@@ -243,8 +243,11 @@ class ControlPlaneLink:
         while True:
             await self._dirty.wait()
             self._dirty.clear()
+            began = time.monotonic()
             await self._save_state()
-            await asyncio.sleep(self.save_interval)
+            # Serialising blocks the loop (and SIP with it): a large configuration is
+            # saved less often, so saving never takes more than a twentieth of the time.
+            await asyncio.sleep(max(self.save_interval, 20 * (time.monotonic() - began)))
 
     async def _save_state(self):
         if self.state_path is None:
@@ -629,11 +632,14 @@ def _bad_event_indexes(response, size):
     """The indexes of the events a 422 names ({"errors": {"json": {"events": {"3": ...}}}})."""
     body = _json_or_none(response)
     try:
-        named = body["errors"]["json"]["events"]
-        indexes = {int(i) for i in named}
-    except (TypeError, KeyError, ValueError):
+        fields = body["errors"]["json"]
+        indexes = {int(i) for i in fields.get("events", {})}
+        # Rules the service checks name fields "events.7.address".
+        indexes |= {int(name.split(".")[1]) for name in fields
+                    if name.startswith("events.") and name.split(".")[1].isdigit()}
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError):
         return set()
-    return indexes if all(0 <= i < size for i in indexes) else set()
+    return indexes if indexes and all(0 <= i < size for i in indexes) else set()
 
 
 def _json_or_none(response):

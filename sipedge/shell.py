@@ -16,7 +16,8 @@ from .sip.message import KEEPALIVE, PONG, ParseError, StreamFramer
 log = logging.getLogger("sipedge.shell")
 
 MAX_TCP_CONNECTIONS = 10_000
-MAX_TCP_PER_SOURCE = 64
+MAX_TCP_PER_SOURCE = 64  # per source as bans count them: an IPv6 /64 is one
+MAX_WRITE_BUFFER = 256 * 1024  # a client that reads none of its responses is cut off
 TCP_IDLE_TIMEOUT = 900.0  # longer than any phone's keep-alive or re-registration interval
 TIMER_CAP = 1.0  # look at the clock at least this often
 
@@ -51,6 +52,7 @@ class TcpConnection(asyncio.Protocol):
         self.transport = None
         self.framer = StreamFramer()
         self.source = None
+        self.key = None  # the source as bans count it
         self.last_activity = time.monotonic()
 
     def connection_made(self, transport):
@@ -87,6 +89,8 @@ class TcpConnection(asyncio.Protocol):
                 for send in server.handle(item, "tcp", self.source, now, self):
                     if not self.transport.is_closing():
                         self.transport.write(send.data)
+                if self.transport.get_write_buffer_size() > MAX_WRITE_BUFFER:
+                    self.transport.abort()
                 if self.transport.is_closing():
                     return
 
@@ -172,20 +176,21 @@ class EdgeServer:
     def admit(self, conn):
         if len(self.connections) >= MAX_TCP_CONNECTIONS:
             return False
-        count = self._per_source.get(conn.source[0], 0)
+        conn.key = self.core.guard.source(conn.source[0])
+        count = self._per_source.get(conn.key, 0)
         if count >= MAX_TCP_PER_SOURCE:
             return False
-        self._per_source[conn.source[0]] = count + 1
+        self._per_source[conn.key] = count + 1
         return True
 
     def forget(self, conn):
         if conn in self.connections:
             self.connections.discard(conn)
-            left = self._per_source.get(conn.source[0], 1) - 1
+            left = self._per_source.get(conn.key, 1) - 1
             if left <= 0:
-                self._per_source.pop(conn.source[0], None)
+                self._per_source.pop(conn.key, None)
             else:
-                self._per_source[conn.source[0]] = left
+                self._per_source[conn.key] = left
 
     # --- time ---
 
@@ -206,7 +211,7 @@ class EdgeServer:
             await asyncio.sleep(30)
             limit = time.monotonic() - TCP_IDLE_TIMEOUT
             for conn in [c for c in self.connections if c.last_activity < limit]:
-                conn.transport.close()
+                conn.transport.abort()
 
     # --- metrics ---
 

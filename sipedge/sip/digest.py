@@ -95,14 +95,23 @@ class NonceManager:
         # forged, but one far in the future would outlive its lifetime, so it is stale.
         self.skew = float(skew)
 
-    def issue(self, now: float, realm: str) -> str:
+    def issue(self, now: float, realm: str, *, bound: str = "") -> str:
+        """A nonce for `realm`; `bound` (the source address asking) ties it to that
+        source, so that answers to it from anywhere else are not even checked: nobody can
+        spend failures in another address's name with a nonce obtained elsewhere."""
         issued_ms = math.floor(_finite(now) * 1000)
         if not 0 <= issued_ms < 2 ** (8 * _TIMESTAMP_BYTES):
             raise ValueError("now must be seconds since the epoch")
         body = issued_ms.to_bytes(_TIMESTAMP_BYTES, "big") + os.urandom(_RANDOM_BYTES)
-        return _b64encode(body + self._tag(self._keys[0], body, realm))
+        return _b64encode(body + self._tag(self._keys[0], body, _scope(realm, bound)))
 
-    def check(self, nonce: str, now: float, realm: str) -> NonceStatus:
+    @staticmethod
+    def issued_at(nonce: str) -> float:
+        """When a nonce that checked "valid" or "stale" was issued (seconds)."""
+        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+        return int.from_bytes(raw[:_TIMESTAMP_BYTES], "big") / 1000
+
+    def check(self, nonce: str, now: float, realm: str, *, bound: str = "") -> NonceStatus:
         now = _finite(now)
         if not isinstance(nonce, str) or len(nonce) != _NONCE_CHARS \
                 or not _B64URL.fullmatch(nonce):
@@ -117,8 +126,9 @@ class NonceManager:
         # Every key is tried, without stopping at the first match, so the time taken
         # does not tell which key a forged tag came close to.
         matched = False
+        scope = _scope(realm, bound)
         for key in self._keys:
-            matched |= hmac.compare_digest(self._tag(key, body, realm), tag)
+            matched |= hmac.compare_digest(self._tag(key, body, scope), tag)
         if not matched:
             return "invalid"
         issued_ms = int.from_bytes(body[:_TIMESTAMP_BYTES], "big")
@@ -133,6 +143,10 @@ class NonceManager:
     def _tag(key, body, realm):
         message = _NONCE_LABEL + body + realm.encode("utf-8")
         return hmac.new(key, message, hashlib.sha256).digest()[:_TAG_BYTES]
+
+
+def _scope(realm, bound):
+    return realm if not bound else f"{realm}\x00{bound}"
 
 
 def _finite(now):
@@ -154,21 +168,35 @@ class NonceCounts:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1")
         self.max_entries = max_entries
-        self._highest = OrderedDict()
+        self._highest = OrderedDict()  # nonce -> (highest nc, issued at)
+        # Nonces issued up to this time may have had counts that are no longer known (from
+        # before this process started, or forgotten for room): an unknown one of them
+        # could be a replay, so it is refused (the phone then gets a fresh nonce).
+        self.forgotten_before = None
 
-    def accept(self, nonce: str, nc: int) -> bool:
+    def forget_before(self, when: float) -> None:
+        """Counts of nonces issued up to `when` are unknown (a process start)."""
+        if self.forgotten_before is None or when > self.forgotten_before:
+            self.forgotten_before = when
+
+    def accept(self, nonce: str, nc: int, issued_at: float | None = None) -> bool:
         # RFC 7616 §3.4: nc counts the requests sent with this nonce, the current one
         # included, so it starts at 1 and must increase.
         if not isinstance(nc, int) or nc < 1:
             return False
-        last = self._highest.get(nonce)
-        if last is not None:
+        known = self._highest.get(nonce)
+        if known is not None:
             self._highest.move_to_end(nonce)
-            if nc <= last:
+            if nc <= known[0]:
                 return False
-        self._highest[nonce] = nc
+        elif (issued_at is not None and self.forgotten_before is not None
+              and issued_at < self.forgotten_before):
+            return False
+        self._highest[nonce] = (nc, issued_at)
         if len(self._highest) > self.max_entries:
-            self._highest.popitem(last=False)
+            _, (_, evicted_at) = self._highest.popitem(last=False)
+            if evicted_at is not None:
+                self.forget_before(evicted_at)
         return True
 
     def __len__(self):

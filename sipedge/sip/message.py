@@ -44,6 +44,7 @@ __all__ = [
     "parse_name_addr",
     "parse_uri",
     "parse_via",
+    "split_list",
     "unescape",
 ]
 
@@ -141,6 +142,11 @@ def _split_top(text: str, sep: str) -> list[str]:
         i += 1
     parts.append(text[start:])
     return parts
+
+
+def split_list(value: str) -> list[str]:
+    """The elements of a comma-separated header value, commas in quotes and <> kept."""
+    return [element.strip(" \t") for element in _split_top(value, ",")]
 
 
 def _find_unquoted(text: str, char: str) -> int:

@@ -126,6 +126,17 @@ class Registrar:
             heapq.heappop(self._timers)
         return None
 
+    def compact(self):
+        """Drop the timers of refreshed or removed bindings, when they outnumber the live
+        ones: every refresh pushes a timer, and the old one only goes when it comes due."""
+        live = len(self)
+        if len(self._timers) <= 2 * live + 64:
+            return
+        self._timers = [(at, user_id, contact) for at, user_id, contact in self._timers
+                        if (b := self._by_user.get(user_id, {}).get(contact)) is not None
+                        and b.expires_at == at]
+        heapq.heapify(self._timers)
+
     def all_bindings(self):
         for bindings in self._by_user.values():
             yield from bindings.values()

@@ -92,8 +92,9 @@ def digest(user, password, challenge_text, *, algorithm="MD5", nc=1, uri=f"sip:{
 _branches = itertools.count()
 
 
-def challenge_for(core, user, now=T0, **kw):
-    send = receive(core, register(user, branch=f"z9hG4bKch{next(_branches)}", **kw), now)
+def challenge_for(core, user, now=T0, source=PHONE, **kw):
+    send = receive(core, register(user, branch=f"z9hG4bKch{next(_branches)}", source=source,
+                                  **kw), now, source=source)
     assert status_of(send.data) == 401
     return send.data.decode()
 
@@ -332,3 +333,81 @@ def test_a_new_config_keeps_serving_and_drops_users_that_are_gone():
     assert list(core.registrar.all_bindings()) == []
     assert status_of(authenticated(core, "12345101", "secret-one", now=T0 + 2,
                                    branch="z9hG4bKn").data) == 200
+
+
+def test_expires_in_non_ascii_digits_is_a_400_not_a_crash():
+    core = make_core()
+    for value in ("²", "١٢٠"):
+        send = receive(core, register("12345101", branch=f"z9hG4bKx{ord(value[0])}",
+                                      extra=()).replace(b"Expires: 300",
+                                                        f"Expires: {value}".encode()))
+        assert status_of(send.data) == 400
+
+
+def test_a_stale_nonce_tells_nothing_about_the_password():
+    core = make_core()
+    text = challenge_for(core, "12345101")
+    later = T0 + 301
+    answers = []
+    for i, password in enumerate(["secret-one", "wrong"]):
+        auth = digest("12345101", password, text)
+        send = receive(core, register("12345101", cseq=2, auth=auth, branch=f"z9hG4bKst{i}"),
+                       later)
+        answers.append((status_of(send.data), b"stale=true" in send.data))
+    assert answers == [(401, True), (401, True)]
+    assert not [e for e in core.drain_events(10) if e["type"] == "auth_failure"]
+
+
+def test_a_nonce_answered_from_another_source_counts_nothing_against_it():
+    core = make_core()
+    text = challenge_for(core, "12345101", source=("203.0.113.66", 5060))
+    victim = ("198.51.100.10", 5060)
+    for i in range(5):
+        auth = digest("12345101", "wrong", text)
+        send = receive(core, register("12345101", cseq=2 + i, auth=auth, branch=f"z9hG4bKsp{i}",
+                                      source=victim), source=victim)
+        assert status_of(send.data) == 401  # a fresh challenge, no failure
+    assert not core.blocked(victim[0], T0 + 1)
+    assert not [e for e in core.drain_events(10) if e["type"] == "auth_failure"]
+
+
+def test_a_request_captured_before_a_restart_cannot_be_replayed_after_it():
+    core = make_core()
+    text = challenge_for(core, "12345101")
+    data = register("12345101", cseq=2, auth=digest("12345101", "secret-one", text),
+                    branch="z9hG4bKcap", contact="<sip:evil@203.0.113.66>")
+    restarted = make_core()  # the same nonce secret, no memory of nonce counts
+    receive(restarted, register("12345102", branch="z9hG4bKwarm"), T0 + 5)
+    send = receive(restarted, data, T0 + 10)
+    assert status_of(send.data) == 401 and b"stale=true" in send.data
+    assert list(restarted.registrar.all_bindings()) == []
+
+
+def test_invented_methods_share_one_metric_label():
+    core = make_core()
+    for i in range(20):
+        data = register("12345101").replace(b"REGISTER sip", f"X{i} sip".encode()).replace(
+            b"1 REGISTER", f"1 X{i}".encode())
+        receive(core, data)
+    assert core.stats["request:other"] == 20
+    assert not [k for k in core.stats if k.startswith("request:X")]
+
+
+def test_received_goes_on_the_top_via_even_with_a_quoted_comma():
+    core = make_core()
+    data = register("12345101", source=("10.0.0.5", 5060)).replace(
+        b";rport\r\n", b';rport;x="a,b", SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKlower\r\n')
+    send = receive(core, data, source=("203.0.113.9", 4000))
+    via = [line for line in send.data.split(b"\r\n") if line.startswith(b"Via:")][0]
+    assert via == (b'Via: SIP/2.0/UDP 10.0.0.5:5060;branch=z9hG4bK1;rport=4000;x="a,b";'
+                   b"received=203.0.113.9, SIP/2.0/UDP 10.9.9.9;branch=z9hG4bKlower")
+
+
+def test_events_name_addresses_as_the_control_plane_takes_them():
+    core = make_core()
+    mapped = ("::ffff:198.51.100.3", 5060)
+    text = receive(core, register("12345999", branch="z9hG4bKm1"), source=mapped).data.decode()
+    receive(core, register("12345999", cseq=2, branch="z9hG4bKm2",
+                           auth=digest("12345999", "x", text)), source=mapped)
+    [failure] = [e for e in core.drain_events(10) if e["type"] == "auth_failure"]
+    assert failure["address"] == "198.51.100.3"

@@ -128,3 +128,24 @@ def test_a_lift_from_the_feed_ends_the_edges_own_ban_at_once():
     assert guard.locked_out("192.0.2.5", "u9", T0)
     guard.apply_ban("192.0.2.5|u9", None)
     assert not guard.locked_out("192.0.2.5", "u9", T0)
+
+
+def test_a_lockout_settles_its_failures_so_other_phones_typos_do_not_ban_the_office():
+    guard = guard_with()
+    for i in range(3):
+        guard.failure("192.0.2.1", "stale", T0 + i, sheltered_by=["good"])
+    verdicts = [guard.failure("192.0.2.1", u, T0 + 5 + i, sheltered_by=["good"])
+                for i, u in enumerate(["typo-a", "typo-b"])]
+    assert [v.action for v in verdicts] == [None, None]
+    assert not guard.blocked("192.0.2.1", T0 + 8)
+
+
+def test_purge_forgets_what_has_ended():
+    guard = guard_with(ban_record("192.0.2.9", until=dt.datetime.fromtimestamp(
+        T0 + 10, dt.timezone.utc)))
+    for i in range(3):
+        guard.failure("192.0.2.1", "u1", T0 + i)
+    guard.failure("192.0.2.2", "u1", T0)
+    guard.purge(T0 + 10_000)
+    assert guard.counts(T0) == {"fleet_bans": 0, "local_bans": 0, "lockouts": 0,
+                                "tracked_sources": 0}

@@ -411,6 +411,19 @@ def test_a_422_naming_events_drops_only_those():
     assert (link.batches_dropped, link.events_dropped) == (0, 1)
 
 
+def test_a_422_from_the_service_naming_events_by_dotted_path_drops_only_those():
+    core = FakeCore([auth_failure("192.0.2.7"), auth_failure("fe80::1%eth0")])
+    cp = ControlPlane()
+    cp.script["events"] = [httpx.Response(422, json={
+        "code": 422, "message": "invalid input",
+        "errors": {"json": {"events.1.address": ["not an IP address"]}}})]
+    link = make_link(core, cp)
+    drive(link, lambda: len(cp.posted()) >= 2)
+    assert [e["address"] for e in cp.posted()[1]["events"] if e["type"] == "auth_failure"] \
+        == ["192.0.2.7"]
+    assert (link.batches_dropped, link.events_dropped) == (0, 1)
+
+
 def test_heartbeats_carry_the_applied_version():
     async def later(request):
         await asyncio.sleep(0.1)  # time for heartbeats at version 10

@@ -93,3 +93,13 @@ def test_too_many_contacts_are_refused():
     registrar = Registrar(max_bindings=2)
     result = register(registrar, [(f"sip:{i}@x", 300) for i in range(3)])
     assert result.status == 403 and len(registrar) == 0
+
+
+def test_refreshes_leave_no_timers_behind_after_compaction():
+    registrar = Registrar()
+    for i in range(500):
+        register(registrar, [("sip:a@x", 300)], cseq=i + 1, now=float(i))
+    assert len(registrar._timers) == 500
+    registrar.compact()
+    assert len(registrar._timers) == 1
+    assert registrar.next_expiry() == 499.0 + 300
