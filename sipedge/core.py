@@ -23,6 +23,7 @@ import email.utils
 import hashlib
 import ipaddress
 import logging
+import math
 import os
 import re
 from collections import Counter, OrderedDict, deque
@@ -196,7 +197,8 @@ class EdgeCore:
     def receive(self, data, *, transport, source, now, conn=None):
         """Handle one message; returns the list of Sends it calls for."""
         if self._started_at is None:
-            self._started_at = now  # nonce counts from before now are not known
+            # Nonce counts from before now are not known; nonces carry milliseconds.
+            self._started_at = math.floor(now * 1000) / 1000
         self.stats["messages"] += 1
         try:
             message = parse_message(data)

@@ -411,3 +411,9 @@ def test_events_name_addresses_as_the_control_plane_takes_them():
                            auth=digest("12345999", "x", text)), source=mapped)
     [failure] = [e for e in core.drain_events(10) if e["type"] == "auth_failure"]
     assert failure["address"] == "198.51.100.3"
+
+
+def test_the_first_request_after_a_start_registers():
+    core = make_core()
+    now = 1_800_000_000.0004  # the nonce's milliseconds round down
+    assert status_of(authenticated(core, "12345101", "secret-one", now=now).data) == 200
