@@ -49,7 +49,8 @@ class Guard:
         self._fleet_lockouts = {}  # (source, user_id) -> until
         self._local_bans = {}
         self._local_lockouts = {}
-        self._trusted = []  # ip_network
+        self._trusted = []  # ip_network: the platform's and the tenants' trusted networks
+        self._platform_trusted = []  # the platform's alone: never banned nor locked out
         self._failures = OrderedDict()  # source -> deque[(at, user_id)]
         self._canonical = OrderedDict()  # IPv6 address text -> source (a small cache)
 
@@ -85,13 +86,14 @@ class Guard:
         for key in self._fleet_lockouts:
             if key in self._local_lockouts:
                 self._local_lockouts[key] = (self._local_lockouts[key][0], True)
-        trusted = []
+        trusted, platform = [], []
         for network in config.trusted.values():
             try:
-                trusted.append(ipaddress.ip_network(network["cidr"], strict=False))
+                net = ipaddress.ip_network(network["cidr"], strict=False)
             except (KeyError, TypeError, ValueError):
                 continue
-        self._trusted = trusted
+            (platform if network.get("trunk_number") is None else trusted).append(net)
+        self._trusted, self._platform_trusted = trusted + platform, platform
 
     def apply_ban(self, key, payload):
         """One ban entry of the change feed: `payload` None when it was deleted (lifted)."""
@@ -158,7 +160,7 @@ class Guard:
         edge (an office NAT): failures of one phone lock out only that phone, unless they
         spread over several user IDs (a scan).
         """
-        if source in self._own:
+        if source in self._own or self._within(source, self._platform_trusted):
             return Verdict(None, source)
         policy = self.policy
         find_time = float(policy["find_time"])
@@ -230,11 +232,15 @@ class Guard:
     # --- addresses ---
 
     def _trusted_source(self, source):
-        if not self._trusted:
+        return self._within(source, self._trusted)
+
+    @staticmethod
+    def _within(source, networks):
+        if not networks:
             return False
         net = ipaddress.ip_network(source if "/" in source else source + "/32", strict=False)
         return any(net.version == n.version and (net.subnet_of(n) or n.subnet_of(net))
-                   for n in self._trusted)
+                   for n in networks)
 
     @staticmethod
     def _valid(address):

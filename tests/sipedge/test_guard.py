@@ -149,3 +149,11 @@ def test_purge_forgets_what_has_ended():
     guard.purge(T0 + 10_000)
     assert guard.counts(T0) == {"fleet_bans": 0, "local_bans": 0, "lockouts": 0,
                                 "tracked_sources": 0}
+
+
+def test_the_platforms_trusted_networks_are_neither_banned_nor_locked_out():
+    trusted = {"kind": "trusted_network", "key": "9",
+               "payload": {"cidr": "203.0.113.0/24", "trunk_number": None}}
+    guard = guard_with(trusted)
+    assert all(guard.failure("203.0.113.5", "u1", T0 + i).action is None for i in range(6))
+    assert not guard.locked_out("203.0.113.5", "u1", T0 + 7)
