@@ -95,8 +95,10 @@ class EdgeCore:
         self.events_dropped = 0
         self.urgent = False  # events queued that the link should send at once
         self._transactions = OrderedDict()  # (branch, method, source) -> (expires, [Send])
-        self._sources = {}  # (user_id, contact) -> source the binding came from
-        self._users_at = {}  # source -> Counter of user IDs with bindings from there
+        # source -> the user ID with bindings from there, or a Counter of them when several
+        # (or several bindings): most sources are one phone, and a Counter per phone would
+        # be most of a binding's memory.
+        self._users_at = {}
         self.stats = Counter()  # requests by method, responses by status, failures...
         self._started_at = None
         self._next_purge = 0.0
@@ -123,6 +125,7 @@ class EdgeCore:
         self.config = config
         self._drop_users(before - set(config.identities), now)
         self.guard.load(config)
+        self._reindex()
 
     def apply_change(self, entry, now):
         changed = self.config.apply_change(entry)
@@ -133,11 +136,13 @@ class EdgeCore:
                                  None if entry["op"] == "delete" else entry.get("payload"))
         elif kind in ("ban_policy", "trusted_network"):
             self.guard.load(self.config)
+            self._reindex()
 
     def snapshot_done(self, now):
         changed = self.config.end_snapshot()
         self._drop_users(changed.removed_user_ids, now)
         self.guard.load(self.config)
+        self._reindex()
 
     def _drop_users(self, user_ids, now):
         for user_id in user_ids:
@@ -406,7 +411,7 @@ class EdgeCore:
         self._event("auth_failure", now, address=self.guard.address_text(source[0]),
                     user_id=user_id, reason=reason)
         self.urgent = True
-        sheltered = [u for u in self._users_at.get(source_key, ()) if u != user_id]
+        sheltered = [u for u in self._users_from(source_key) if u != user_id]
         verdict = self.guard.failure(source_key, user_id, now, sheltered_by=sheltered)
         if verdict.action is not None:
             self.stats[f"local_{verdict.action}s"] += 1
@@ -446,6 +451,7 @@ class EdgeCore:
             return self._ok(request, bindings, now)
         call_id = request.headers.get("Call-ID")
         cseq = int(request.headers.get("CSeq").split()[0])
+        before = self.registrar.current(user_id)
         result = self.registrar.update(
             user_id, contacts, expires_header=expires_header, call_id=call_id, cseq=cseq,
             now=now, source=tuple(source), transport=transport,
@@ -459,6 +465,9 @@ class EdgeCore:
             self._unindex(binding)
             self._event("unregistration", now, user_id=user_id, contact=binding.contact)
         for binding in result.added:
+            old = before.get(binding.contact)
+            if old is not None:  # a refresh: the binding may come from elsewhere now
+                self._unindex(old)
             self._index(binding)
             self._event("registration", now, user_id=user_id, contact=binding.contact,
                         source_address=self.guard.address_text(source[0]),
@@ -472,28 +481,43 @@ class EdgeCore:
         extra.append(("Date", email.utils.formatdate(now, usegmt=True)))
         return self._response(request, 200, "OK", extra)
 
+    def _users_from(self, source):
+        users = self._users_at.get(source)
+        if users is None:
+            return ()
+        return (users,) if isinstance(users, str) else tuple(users)
+
     def _index(self, binding):
-        key = (binding.user_id, binding.contact)
         source = self.guard.source(binding.source[0])
-        old = self._sources.get(key)
-        if old == source:
+        users = self._users_at.get(source)
+        if users is None:
+            self._users_at[source] = binding.user_id
             return
-        if old is not None:
-            self._uncount(old, binding.user_id)
-        self._sources[key] = source
-        self._users_at.setdefault(source, Counter())[binding.user_id] += 1
+        if isinstance(users, str):
+            users = self._users_at[source] = Counter({users: 1})
+        users[binding.user_id] += 1
 
     def _unindex(self, binding):
-        old = self._sources.pop((binding.user_id, binding.contact), None)
-        if old is not None:
-            self._uncount(old, binding.user_id)
-
-    def _uncount(self, source, user_id):
+        source = self.guard.source(binding.source[0])
         users = self._users_at.get(source)
         if users is None:
             return
-        users[user_id] -= 1
-        if users[user_id] <= 0:
-            del users[user_id]
-        if not users:
+        if isinstance(users, str):
+            if users == binding.user_id:
+                del self._users_at[source]
+            return
+        users[binding.user_id] -= 1
+        if users[binding.user_id] <= 0:
+            del users[binding.user_id]
+        if len(users) == 1:
+            [(user_id, count)] = users.items()
+            if count == 1:
+                self._users_at[source] = user_id
+        elif not users:
             del self._users_at[source]
+
+    def _reindex(self):
+        """Sources are counted with the policy's IPv6 prefix: when it changes, count anew."""
+        self._users_at = {}
+        for binding in self.registrar.all_bindings():
+            self._index(binding)

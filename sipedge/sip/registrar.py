@@ -99,6 +99,10 @@ class Registrar:
             heapq.heappush(self._timers, (binding.expires_at, user_id, binding.contact))
         return RegisterResult(200, bindings=list(updated.values()), added=added, removed=removed)
 
+    def current(self, user_id):
+        """{contact: Binding} as stored (expired ones not yet collected included)."""
+        return dict(self._by_user.get(user_id, {}))
+
     def remove_user(self, user_id):
         """The user ID is gone from the configuration: drop its bindings."""
         return list(self._by_user.pop(user_id, {}).values())

@@ -417,3 +417,19 @@ def test_the_first_request_after_a_start_registers():
     core = make_core()
     now = 1_800_000_000.0004  # the nonce's milliseconds round down
     assert status_of(authenticated(core, "12345101", "secret-one", now=now).data) == 200
+
+
+def test_a_phone_that_moved_away_no_longer_shelters_its_old_address():
+    core = make_core()
+    office, home = ("198.51.100.20", 5060), ("203.0.113.50", 5060)
+    authenticated(core, "12345101", "secret-one", source=office)
+    assert core._users_from("198.51.100.20") == ("12345101",)
+    # The same contact refreshed from elsewhere (a laptop leaving the office).
+    authenticated(core, "12345101", "secret-one", source=home, branch="z9hG4bKmove",
+                  call_id="c-mv", now=T0 + 10, contact="<sip:12345101@198.51.100.20:5060>")
+    assert core._users_from("198.51.100.20") == ()
+    assert core._users_from("203.0.113.50") == ("12345101",)
+    for i in range(3):
+        authenticated(core, "12345102", "old", source=office, branch=f"z9hG4bKmv{i}",
+                      now=T0 + 20 + i)
+    assert core.blocked(office[0], T0 + 30)  # nobody registered there any more: a ban
