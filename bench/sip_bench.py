@@ -1107,13 +1107,14 @@ def memory_child(count):
     gc.collect()
     rss_clear = rss_kib(os.getpid())
     # The bindings and the core's indexes of them (user ID -> contacts, expiry heap,
-    # (user ID, contact) -> source, source -> user IDs), counted without the configuration.
+    # source -> user IDs, and the (user ID, contact) -> source map of older versions),
+    # counted without the configuration.
     config_ids = set()
     for key, identity in core.config.identities.items():
         config_ids.update((id(key), id(identity), id(identity.user_id), id(identity.ha1)))
     total, by_type = deep_size(
-        [core.registrar._by_user, core.registrar._timers, core._sources, core._users_at,
-         core.guard._failures], skip_ids=config_ids)
+        [core.registrar._by_user, core.registrar._timers, getattr(core, "_sources", {}),
+         core._users_at, core.guard._failures], skip_ids=config_ids)
     result = {"count": count, "bindings": len(core.registrar), "statuses": statuses,
               "seconds": seconds, "receives": 2 * count,
               "rss_before_kib": rss_before, "rss_end_kib": rss_end, "rss_clear_kib": rss_clear,
@@ -1326,7 +1327,7 @@ def section(results, size, facts, started_at, args):
         "| measure | per binding (B) | total |",
         "|---|---|---|",
         f"| **bindings and the core's indexes of them** (every object reachable from "
-        f"`registrar._by_user`, `registrar._timers`, `core._sources`, `core._users_at`; "
+        f"`registrar._by_user`, `registrar._timers`, `core._users_at`; "
         f"sys.getsizeof, each object once) | **{per_binding:,.0f}** | "
         f"{m['deep_bytes'] / 2**20:,.1f} MiB |",
         f"| process RSS growth, end of the registrations (with the bounded caches below "
