@@ -46,39 +46,40 @@ def _create_key(session, role, name, reseller_id=None, trunk_number=None):
                           reseller_id=reseller_id, trunk_number=trunk_number)
 
 
-def cmd_api_key_create(args):
+def _show_secret(create, describe):
+    """Run `create(session)` -> (object, secret) as the CLI; print `describe(object)`, then
+    the secret alone on the last line. A domain error is printed and exits 2."""
     from tenants.errors import DomainError
 
     app = _app()
     with _session(app) as session:
         try:
-            key, token = _create_key(session, args.role, args.name, args.reseller_id,
-                                     args.trunk_number)
+            obj, secret = create(session)
         except DomainError as exc:
             print(f"error: {exc.message}", file=sys.stderr)
             return 2
-    print(f"created {key.role} key {key.key_id} ({key.name}); it is shown only once:")
-    print(token)
+    print(describe(obj))
+    print(secret)
     return 0
+
+
+def cmd_api_key_create(args):
+    return _show_secret(
+        lambda s: _create_key(s, args.role, args.name, args.reseller_id, args.trunk_number),
+        lambda key: f"created {key.role} key {key.key_id} ({key.name}); it is shown only once:")
 
 
 def cmd_edge_enroll(args):
-    from tenants.errors import DomainError
     from tenants.scope import platform_principal
     from tenants.services.edges import enroll_edge
 
-    app = _app()
-    with _session(app) as session:
+    def enroll(session):
         principal = platform_principal("cli")
         session.info["principal"] = principal
-        try:
-            edge, token = enroll_edge(session, principal, name=args.name)
-        except DomainError as exc:
-            print(f"error: {exc.message}", file=sys.stderr)
-            return 2
-    print(f"enrolled edge {edge.id} ({edge.name}); its token is shown only once:")
-    print(token)
-    return 0
+        return enroll_edge(session, principal, name=args.name)
+
+    return _show_secret(
+        enroll, lambda edge: f"enrolled edge {edge.id} ({edge.name}); its token is shown only once:")
 
 
 def cmd_init(args):

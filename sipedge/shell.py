@@ -146,8 +146,10 @@ class EdgeServer:
         for task in self._tasks:
             try:
                 await task
-            except (asyncio.CancelledError, Exception):
+            except asyncio.CancelledError:
                 pass
+            except Exception:  # a task that had failed: say so, and go on stopping
+                log.exception("%s had failed", task.get_name())
         for udp in self._udp:
             udp.close()
         for server in self._servers:
