@@ -102,6 +102,9 @@ class EdgeCore:
         self.stats = Counter()  # requests by method, responses by status, failures...
         self._started_at = None
         self._next_purge = 0.0
+        self._answer_via = None
+        self._literals = {}  # Request-URI host -> whether it is an IP address
+        self._date = (None, "")  # the Date of responses, made once a second
 
     # --- configuration ---
 
@@ -217,11 +220,10 @@ class EdgeCore:
             return []  # never answered (RFC 3261 §17.2.1); no INVITEs are served yet
         method = message.method if message.method in KNOWN_METHODS else "other"
         self.stats[f"request:{method}"] += 1
-        try:
-            top = parse_via(message.headers.get_all("Via")[0])
-        except (ParseError, IndexError):
-            return self._bad_request(ParseError("bad Via", message.headers), transport,
-                                     source, conn)
+        top = message.parts.vias[0]  # parse_message checked every Via
+        # The top Via of every response to this request (set per message: the core
+        # handles one message at a time).
+        self._answer_via = self._received_via(top, source)
         # Only REGISTER needs its answer kept for retransmissions (a second nonce count
         # would be a replay); OPTIONS is answered afresh, and costs no memory.
         key = ((top.branch, message.method, source)
@@ -237,7 +239,7 @@ class EdgeCore:
             self.stats["malformed"] += 1
             reason = f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
             response = self._response(message, 400, reason)
-        sends = [self._send(response, top, transport, source, conn)]
+        sends = [self._send(response, source, transport, conn)]
         if key is not None:
             self._transactions[key] = (now + TRANSACTION_LIFETIME, sends)
             if len(self._transactions) > MAX_TRANSACTIONS:
@@ -260,22 +262,19 @@ class EdgeCore:
             top = parse_via(headers.get_all("Via")[0])
             reason = f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
             response = make_response(headers, 400, reason, [("Server", SERVER)],
-                                     to_tag=self._to_tag(headers))
-            return [self._send(response, top, transport, source, conn)]
+                                     to_tag=self._to_tag(headers),
+                                     top_via=self._received_via(top, source))
+            return [self._send(response, source, transport, conn)]
         except (ParseError, ValueError):
             return []
 
-    def _send(self, response, top, transport, source, conn):
-        response = self._with_received(response, top, source)
+    def _send(self, response, source, transport, conn):
         self.stats[f"response:{response.status}"] += 1
         return Send(response.to_bytes(), tuple(source), transport, conn)
 
     @staticmethod
-    def _with_received(response, top, source):
-        """RFC 3261 §18.2.1 received, RFC 3581 rport, on the top Via of the response."""
-        vias = response.headers.get_all("Via")
-        if not vias:
-            return response
+    def _received_via(top, source):
+        """The top Via of a response: RFC 3261 §18.2.1 received, RFC 3581 rport."""
         params = dict(top.params)
         host = top.host.strip("[]")
         if host != source[0] or "rport" in params:
@@ -285,18 +284,7 @@ class EdgeCore:
         text = f"{top.protocol}/{top.transport} {top.host}"
         if top.port is not None:
             text += f":{top.port}"
-        text += "".join(f";{k}={v}" if v != "" else f";{k}" for k, v in params.items())
-        fields, replaced = [], False
-        for name, value in response.headers:
-            if name == "Via" and not replaced:
-                # The first element of the first Via field is the top Via (commas inside
-                # quoted parameters do not separate elements).
-                elements = split_list(value)
-                value = ", ".join([text, *elements[1:]])
-                replaced = True
-            fields.append((name, value))
-        return type(response)(response.status, response.reason,
-                              type(response.headers)(fields), response.body)
+        return text + "".join(f";{k}={v}" if v != "" else f";{k}" for k, v in params.items())
 
     def _to_tag(self, headers):
         # The same tag for every response of a dialog-less request: stateless, and the
@@ -307,7 +295,8 @@ class EdgeCore:
 
     def _response(self, request, status, reason, extra=()):
         return make_response(request, status, reason, [("Server", SERVER), *extra],
-                             to_tag=self._to_tag(request.headers))
+                             to_tag=self._to_tag(request.headers),
+                             top_via=self._answer_via)
 
     # --- requests ---
 
@@ -323,17 +312,23 @@ class EdgeCore:
         host = host.strip("[]").lower()
         if host in self.domains or host == self.realm.lower():
             return True
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        return True  # phones configured with the edge's address
+        known = self._literals.get(host)
+        if known is None:
+            try:
+                ipaddress.ip_address(host)
+                known = True  # phones configured with the edge's address
+            except ValueError:
+                known = False
+            if len(self._literals) >= 1024:  # hosts are a handful; a scan makes up more
+                self._literals.clear()
+            self._literals[host] = known
+        return known
 
     def _register(self, request, transport, source, now):
-        uri = parse_uri(request.uri)
+        uri = request.parts.uri or parse_uri(request.uri)  # not sip: -> ParseError, a 400
         if not self._serves(uri.host):
             return self._response(request, 404, "Domain Not Served Here")
-        to = parse_name_addr(request.headers.get("To"))
+        to = request.parts.to
         user_id = unescape(to.uri.user)
         if not user_id:
             return self._response(request, 404, "Not Found")
@@ -478,8 +473,14 @@ class EdgeCore:
 
     def _ok(self, request, bindings, now):
         extra = [("Contact", f"<{b.contact}>;expires={b.expires_in(now)}") for b in bindings]
-        extra.append(("Date", email.utils.formatdate(now, usegmt=True)))
+        extra.append(("Date", self._date_text(now)))
         return self._response(request, 200, "OK", extra)
+
+    def _date_text(self, now):
+        second = int(now)
+        if self._date[0] != second:
+            self._date = (second, email.utils.formatdate(second, usegmt=True))
+        return self._date[1]
 
     def _users_from(self, source):
         users = self._users_at.get(source)

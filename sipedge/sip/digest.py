@@ -142,7 +142,7 @@ class NonceManager:
     @staticmethod
     def _tag(key, body, realm):
         message = _NONCE_LABEL + body + realm.encode("utf-8")
-        return hmac.new(key, message, hashlib.sha256).digest()[:_TAG_BYTES]
+        return hmac.digest(key, message, "sha256")[:_TAG_BYTES]  # one C call
 
 
 def _scope(realm, bound):
@@ -229,7 +229,9 @@ class Credentials:
 # quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F). LWS is SP / HTAB here: the message
 # parser unfolds header lines first (RFC 3261 §7.3.1), so CR and LF are always errors.
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
-_QUOTED = r'"(?:[\t \x21\x23-\x5b\x5d-\x7e\x80-\U0010ffff]|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*"'
+# qdtext is every character but controls (HTAB allowed), DQUOTE and backslash; runs of it
+# are matched possessively (one step per run, not per character).
+_QUOTED = r'"(?:[^\x00-\x08\x0a-\x1f"\\\x7f]++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})[ \t]+")
 _PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
@@ -264,7 +266,11 @@ def _split_auth_value(value):
         name, raw = match.group(1).lower(), match.group(2)
         if name in params:
             raise DigestError(f"duplicate parameter {name}")
-        params[name] = _QUOTED_PAIR.sub(r"\1", raw[1:-1]) if raw.startswith('"') else raw
+        if raw[0] == '"':
+            raw = raw[1:-1]
+            if "\\" in raw:
+                raw = _QUOTED_PAIR.sub(r"\1", raw)
+        params[name] = raw
         pos = match.end()
         if pos == len(value):
             return scheme, params
@@ -323,8 +329,11 @@ def parse_credentials(header_value: str) -> Credentials:
 # --- challenges and responses ---------------------------------------------------------
 
 
+_UNQUOTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f]")
+
+
 def _quote(text):
-    if any(c in "\r\n\x7f" or (c < " " and c != "\t") for c in text):
+    if _UNQUOTABLE.search(text):
         raise ValueError(f"cannot put {text!r} in a quoted-string")
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 

@@ -31,6 +31,7 @@ __all__ = [
     "Headers",
     "NameAddr",
     "ParseError",
+    "Parts",
     "Request",
     "Response",
     "SipUri",
@@ -291,7 +292,7 @@ class Headers:
     headers into their elements.
     """
 
-    __slots__ = ("_fields", "_keys")
+    __slots__ = ("_fields", "_lookup")
 
     def __init__(self, fields: Iterable[tuple[str, str]] = ()):
         checked = []
@@ -313,7 +314,28 @@ class Headers:
 
     def _set(self, fields: tuple[tuple[str, str], ...]) -> None:
         object.__setattr__(self, "_fields", fields)
-        object.__setattr__(self, "_keys", tuple(name.lower() for name, _ in fields))
+        object.__setattr__(self, "_lookup", None)
+
+    @property
+    def _keys(self) -> tuple[str, ...]:
+        return tuple([name.lower() for name, _ in self._fields])
+
+    @property
+    def _index(self) -> dict[str, list[str]]:
+        """Lower-cased name -> values in order, made at the first lookup (the headers of
+        a response being sent are never looked up)."""
+        index = self._lookup
+        if index is None:
+            index = {}
+            for name, value in self._fields:
+                key = name.lower()
+                values = index.get(key)
+                if values is None:
+                    index[key] = [value]
+                else:
+                    values.append(value)
+            object.__setattr__(self, "_lookup", index)
+        return index
 
     def __setattr__(self, name, value):
         raise AttributeError("Headers is immutable")
@@ -329,16 +351,29 @@ class Headers:
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value (for a list header, its first element: the top Via)."""
-        values = self.get_all(name)
-        return values[0] if values else default
+        key = self._key(name)
+        values = self._index.get(key)
+        if not values:
+            return default
+        if key not in _LIST_HEADERS:
+            return values[0]
+        elements = self.get_all(name)
+        return elements[0] if elements else default
 
     def get_all(self, name: str) -> list[str]:
         key = self._key(name)
-        values = [v for k, (_, v) in zip(self._keys, self._fields) if k == key]
+        values = self._index.get(key)
+        if not values:
+            return []
         if key not in _LIST_HEADERS:
-            return values
+            return list(values)
         elements = []
         for value in values:
+            if "," not in value:  # one element: nothing to split
+                value = value.strip(" \t")
+                if value:
+                    elements.append(value)
+                continue
             for element in _split_top(value, ","):
                 element = element.strip(" \t")
                 if element:
@@ -347,11 +382,10 @@ class Headers:
 
     def count(self, name: str) -> int:
         """How many fields (lines) carry this name."""
-        key = self._key(name)
-        return self._keys.count(key)
+        return len(self._index.get(self._key(name), ()))
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and self._key(name) in self._keys
+        return isinstance(name, str) and self._key(name) in self._index
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._fields)
@@ -460,8 +494,33 @@ class SipUri:
         return text
 
 
+# The shape nearly every URI on the wire has, answered by one match: sip:user@host:port;params
+# with a plain user part (no password, escapes, ";" or "?") and a hostname or IPv4 host.
+# Whatever it accepts, the full parser below accepts with the same result (the tests check
+# both on generated URIs); anything else goes to the full parser.
+_PLAIN_URI_RE = re.compile(
+    "([Ss][Ii][Pp][Ss]?):(?:([A-Za-z0-9\\-_.!~*'()&=+$,]+)@)?([A-Za-z0-9_.\\-]+)"
+    "(?::([0-9]{1,5}))?((?:;[^\\x00-\\x20\\x7f<>\"@;?=\\\\]+(?:=[^\\x00-\\x20\\x7f<>\"@;?=\\\\]+)?)*)"
+)
+
+
 def parse_uri(text: str) -> SipUri:
     """Parse a SIP-URI or SIPS-URI (RFC 3261 §19.1.1). No whitespace is allowed inside."""
+    m = _PLAIN_URI_RE.fullmatch(text)
+    if m is not None:
+        scheme, user, host, port_text, param_text = m.groups()
+        port = int(port_text) if port_text is not None else None
+        if port is None or port <= 65535:
+            params: dict[str, str] = {}
+            if param_text:
+                for param in param_text[1:].split(";"):
+                    name, _, value = param.partition("=")
+                    params.setdefault(name.lower(), value)
+            return SipUri(scheme.lower(), user or "", "", host, port, params, {})
+    return _parse_uri_in_full(text)
+
+
+def _parse_uri_in_full(text: str) -> SipUri:
     scheme, colon, rest = text.partition(":")
     scheme = scheme.lower()
     if not colon or scheme not in ("sip", "sips"):
@@ -758,12 +817,27 @@ def _coerce_common(message) -> None:
 
 
 @dataclass(frozen=True)
+class Parts:
+    """The mandatory fields as ``parse_message`` checked them (RFC 3261 §8.1.1), kept so
+    that nothing downstream parses them again: every Via element, From, To, CSeq, and the
+    Request-URI when it is a sip: or sips: URI."""
+
+    vias: tuple[Via, ...]
+    from_: NameAddr
+    to: NameAddr
+    cseq: tuple[int, str]
+    uri: SipUri | None = None
+
+
+@dataclass(frozen=True)
 class Request:
     method: str
     uri: str
     headers: Headers
     body: bytes = b""
     version: str = "SIP/2.0"
+    # Set by parse_message; None for a Request built in code. Not part of the value.
+    parts: Parts | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if isinstance(self.uri, SipUri):
@@ -784,6 +858,7 @@ class Response:
     headers: Headers
     body: bytes = b""
     version: str = "SIP/2.0"
+    parts: Parts | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
         if not isinstance(self.status, int) or not 100 <= self.status <= 699:
@@ -816,15 +891,17 @@ def _parse_head(section: bytes) -> tuple[str, Headers]:
     """
     fields: list[tuple[str, str]] = []
     start_line: str | None = None
-    for raw in section.split(b"\n"):
-        if raw.endswith(b"\r"):
-            raw = raw[:-1]
-        if len(raw) > MAX_LINE_LENGTH:
+    # Decoded once: a line break is never inside a UTF-8 sequence, so splitting the text
+    # splits the same lines; lengths are measured in bytes only when a line could be long.
+    short = len(section) <= MAX_LINE_LENGTH
+    for line in section.decode("utf-8", "surrogateescape").split("\n"):
+        if line[-1:] == "\r":
+            line = line[:-1]
+        if not short and len(line.encode("utf-8", "surrogateescape")) > MAX_LINE_LENGTH:
             raise ParseError("line too long", Headers._trusted(fields))
-        if b"\r" in raw:
+        if "\r" in line:
             # A bare CR is no line end in SIP and no character of any header grammar.
             raise ParseError("bare CR in message head", Headers._trusted(fields))
-        line = raw.decode("utf-8", "surrogateescape")
         if start_line is None:
             start_line = line
             continue
@@ -883,16 +960,19 @@ def _skip_empty_lines(data: bytes, i: int = 0) -> int:
     return i
 
 
-def _check_request_uri(uri: str) -> None:
+def _check_request_uri(uri: str) -> SipUri | None:
     if _SCHEME_RE.match(uri) is None:
         # RFC 4475 §3.1.2.7 (ltgtruri): "<sip:...>" is no Request-URI.
         raise ParseError("bad Request-URI")
     if uri[:4].lower() == "sip:" or uri[:5].lower() == "sips:":
         # Other schemes are left for the element to refuse with 416 (RFC 3261 §8.2.2.1).
-        if _checked("Request-URI", parse_uri, uri).headers:
+        parsed = _checked("Request-URI", parse_uri, uri)
+        if parsed.headers:
             # RFC 3261 §19.1.1 table: headers are not allowed in a Request-URI
             # (RFC 4475 §3.1.2.11, escruri).
             raise ParseError("headers in Request-URI")
+        return parsed
+    return None
 
 
 def _checked(name: str, parser, value: str):
@@ -902,30 +982,31 @@ def _checked(name: str, parser, value: str):
         raise ParseError(f"bad {name}: {error}") from None
 
 
-def _check_mandatory(message: Message) -> None:
+def _check_mandatory(message: Message, uri: SipUri | None = None) -> Parts:
     """RFC 3261 §8.1.1: To, From, CSeq, Call-ID and Via in every request (and in every
     response, which copies them, §8.2.6.2). Each must parse: the transaction layer matches
-    on the top Via and CSeq, the registrar reads To and From."""
-    headers = message.headers
-    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
-        if name not in headers:
+    on the top Via and CSeq, the registrar reads To and From. Returns what was parsed."""
+    index = message.headers._index
+    for name, key in (("Via", "via"), ("From", "from"), ("To", "to"), ("Call-ID", "call-id"),
+                      ("CSeq", "cseq")):
+        values = index.get(key)
+        if values is None:
             raise ParseError(f"missing {name}")
-    for name in ("From", "To", "Call-ID", "CSeq"):
-        if headers.count(name) > 1:
+        if len(values) > 1 and key != "via":
             raise ParseError(f"more than one {name}")
-    vias = headers.get_all("Via")
+    vias = message.headers.get_all("Via")
     if not vias:
         raise ParseError("empty Via")
-    for via in vias:
-        _checked("Via", parse_via, via)
-    _checked("From", parse_name_addr, headers.get("From"))
-    _checked("To", parse_name_addr, headers.get("To"))
-    if _CALL_ID_RE.fullmatch(headers.get("Call-ID")) is None:
+    parsed_vias = tuple([_checked("Via", parse_via, via) for via in vias])
+    sender = _checked("From", parse_name_addr, index["from"][0])
+    to = _checked("To", parse_name_addr, index["to"][0])
+    if _CALL_ID_RE.fullmatch(index["call-id"][0]) is None:
         raise ParseError("bad Call-ID")
-    _, method = _checked("CSeq", parse_cseq, headers.get("CSeq"))
+    cseq = _checked("CSeq", parse_cseq, index["cseq"][0])
     # RFC 4475 §3.1.2.17-18 (mismatch01/02): the CSeq method must be the request's.
-    if isinstance(message, Request) and method != message.method:
+    if isinstance(message, Request) and cseq[1] != message.method:
         raise ParseError("CSeq method does not match the request method")
+    return Parts(parsed_vias, sender, to, cseq, uri)
 
 
 def parse_message(data: bytes) -> Message:
@@ -946,14 +1027,15 @@ def parse_message(data: bytes) -> Message:
         raise ParseError("no empty line after the header fields", headers)
     start_line, headers = _parse_head(data[start : end.start()])
     try:
-        message = _build(start_line, headers, data, end.end())
-        _check_mandatory(message)
+        message, uri = _build(start_line, headers, data, end.end())
+        object.__setattr__(message, "parts", _check_mandatory(message, uri))
     except ParseError as error:
         raise ParseError(str(error), headers) from None
     return message
 
 
-def _build(start_line: str, headers: Headers, data: bytes, body_start: int) -> Message:
+def _build(start_line: str, headers: Headers, data: bytes,
+           body_start: int) -> tuple[Message, SipUri | None]:
     length = _content_length(headers.get_all("Content-Length"))
     if length is None:
         body = data[body_start:]
@@ -971,15 +1053,15 @@ def _build(start_line: str, headers: Headers, data: bytes, body_start: int) -> M
             # RFC 4475 §3.1.2.19 (bigcode): status codes have three digits.
             raise ParseError("bad status line")
         version, status, reason = m.groups()
-        return Response(int(status), reason or "", headers, body, version.upper())
+        return Response(int(status), reason or "", headers, body, version.upper()), None
     # Request-Line = Method SP Request-URI SP SIP-Version CRLF, single SPs: RFC 4475
     # §3.1.2.8-10 (lwsruri, lwsstart, trws) may be refused, and are.
     m = _REQUEST_LINE_RE.fullmatch(start_line)
     if m is None:
         raise ParseError("bad request line")
     method, uri, version = m.groups()
-    _check_request_uri(uri)
-    return Request(method, uri, headers, body, version.upper())
+    parsed_uri = _check_request_uri(uri)
+    return Request(method, uri, headers, body, version.upper()), parsed_uri
 
 
 # ---------------------------------------------------------------------------------------
@@ -1106,15 +1188,18 @@ def _headers_of(head: bytes) -> Headers | None:
 _TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
 
 
-def _to_with_tag(value: str, tag: str | None) -> str:
+def _to_with_tag(value: str, tag: str | None, parsed: NameAddr | None = None) -> str:
     if tag is None:
         return value
     if not _is_token(tag):
         raise ValueError(f"bad tag {tag!r}")
-    try:
-        has_tag = "tag" in parse_name_addr(value).params
-    except ParseError:
-        has_tag = _TAG_RE.search(value) is not None
+    if parsed is not None:
+        has_tag = "tag" in parsed.params
+    else:
+        try:
+            has_tag = "tag" in parse_name_addr(value).params
+        except ParseError:
+            has_tag = _TAG_RE.search(value) is not None
     # Appended as text so the rest of the field is echoed unchanged; in the addr-spec form
     # a parameter after the URI is a header parameter too (RFC 3261 §20).
     return value if has_tag else f"{value};tag={tag}"
@@ -1127,22 +1212,38 @@ def make_response(
     extra_headers: Iterable[tuple[str, str]] = (),
     body: bytes = b"",
     to_tag: str | None = None,
+    top_via: str | None = None,
 ) -> Response:
     """A response to ``request``: RFC 3261 §8.2.6.2 copies every Via (in order), From, To
     (with ``to_tag`` added unless it has a tag), Call-ID and CSeq.
 
-    ``request`` may also be the ``headers`` of a ``ParseError``, to answer a malformed
-    request with 400: whatever of those fields it holds is copied.
+    ``top_via``, when given, replaces the first Via element (the server's received and
+    rport, RFC 3261 §18.2.1, RFC 3581). ``request`` may also be the ``headers`` of a
+    ``ParseError``, to answer a malformed request with 400: whatever of those fields it
+    holds is copied.
     """
-    headers = request if isinstance(request, Headers) else request.headers
-    fields = [("Via", value) for name, value in headers if name == "Via"]
-    for wanted in ("From", "To", "Call-ID", "CSeq"):
-        for name, value in headers:
-            if name == wanted:
-                fields.append((name, _to_with_tag(value, to_tag) if name == "To" else value))
-                break
+    if isinstance(request, Headers):
+        headers, parts = request, None
+    else:
+        headers, parts = request.headers, request.parts
+    index = headers._index  # fields of a Headers are already checked and canonical
+    fields = [("Via", value) for value in index.get("via", ())]
+    if top_via is not None and fields:
+        # The first element of the first Via field is the top Via (commas inside quoted
+        # parameters do not separate elements).
+        first = fields[0][1]
+        rest = split_list(first)[1:] if "," in first else []
+        fields[0] = ("Via", ", ".join([top_via, *rest]))
+    for wanted, key in (("From", "from"), ("To", "to"), ("Call-ID", "call-id"),
+                        ("CSeq", "cseq")):
+        values = index.get(key)
+        if values:
+            value = values[0]
+            if key == "to":
+                value = _to_with_tag(value, to_tag, parts.to if parts is not None else None)
+            fields.append((wanted, value))
     if status == 100:
         # RFC 3261 §8.2.6.1: a 100 (Trying) echoes the request's Timestamp.
-        fields.extend((name, value) for name, value in headers if name == "Timestamp")
-    fields.extend(extra_headers)
-    return Response(status, reason, Headers(fields), body)
+        fields.extend(("Timestamp", value) for value in index.get("timestamp", ()))
+    fields.extend(Headers(extra_headers)._fields)
+    return Response(status, reason, Headers._trusted(fields), body)

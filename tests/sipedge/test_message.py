@@ -32,6 +32,7 @@ from sipedge.sip.message import (
     parse_via,
     unescape,
 )
+from sipedge.sip.message import _parse_uri_in_full
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -1126,6 +1127,26 @@ def test_message_round_trips_through_bytes(message):
 @given(sip_uris())
 def test_uri_round_trips_through_str(text):
     assert str(parse_uri(text)) == text
+
+
+URI_PIECES = ["sip:", "SIPS:", "sips:", "Sip:", "u", "1", "@", ":", "5060", "99999", "65536",
+              ";", "=", "lr", "transport=UDP", "?", "&", "%41", "%4", "[::1]", "[", ".", "-",
+              "h", " ", "<", '"', "\\", "!", "~", "(", "\u00c4", "\x00", "$", ","]
+
+
+def _uri_or_none(parser, text):
+    try:
+        return parser(text)
+    except ParseError:
+        return None
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(URI_PIECES), max_size=14).map("".join) | sip_uris())
+def test_parse_uri_shortcut_gives_what_the_full_parser_gives(text):
+    # parse_uri answers the plain shape with one regex match; the result (or the refusal)
+    # must be the full grammar's.
+    assert _uri_or_none(parse_uri, text) == _uri_or_none(_parse_uri_in_full, text)
 
 
 @PROPERTY
