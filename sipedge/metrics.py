@@ -50,6 +50,15 @@ class _EdgeCollector:
         yield CounterMetricFamily("sipedge_dropped_packets",
                                   "Packets and connections dropped from banned sources",
                                   value=server.dropped)
+        timeouts = CounterMetricFamily(
+            "sipedge_tcp_timeouts", "TCP connections closed for a timeout: a message not "
+            "finished in time, no message since connecting, or silence", labels=["reason"])
+        for reason, count in server.tcp_timeouts.items():
+            timeouts.add_metric([reason], count)
+        yield timeouts
+        yield CounterMetricFamily("sipedge_tcp_reclaimed",
+                                  "TCP connections without a message closed at the cap to "
+                                  "admit a new one", value=server.tcp_reclaimed)
         yield CounterMetricFamily("sipedge_errors", "Messages that failed in the edge",
                                   value=server.errors)
         yield CounterMetricFamily("sipedge_events_dropped",

@@ -19,7 +19,22 @@ MAX_TCP_CONNECTIONS = 10_000
 MAX_TCP_PER_SOURCE = 64  # per source as bans count them: an IPv6 /64 is one
 MAX_WRITE_BUFFER = 256 * 1024  # a client that reads none of its responses is cut off
 TCP_IDLE_TIMEOUT = 900.0  # longer than any phone's keep-alive or re-registration interval
+# RFC 3261 §17.1.1.2: 64*T1, the longest a client waits for a transaction; a message that
+# takes longer from its first byte to its last is not being sent by a client worth waiting for.
+TCP_MESSAGE_TIMEOUT = 32.0
+TCP_FIRST_MESSAGE_TIMEOUT = 32.0  # a phone sends its REGISTER as soon as it has connected
 TIMER_CAP = 1.0  # look at the clock at least this often
+
+
+def _holds_partial_message(framer):
+    """Whether the framer holds the start of a message it has not handed back yet.
+
+    The framer shows no more than its buffer (what it has not handed back), so the shell
+    reads that. A prefix of a CRLFCRLF ping is not a message: phones that send a lone CRLF keep-alive
+    (it waits there for the next one) must not be cut.
+    """
+    pending = framer._buffer
+    return bool(pending) and not b"\r\n\r\n".startswith(pending)
 
 
 class UdpEndpoint(asyncio.DatagramProtocol):
@@ -53,7 +68,9 @@ class TcpConnection(asyncio.Protocol):
         self.framer = StreamFramer()
         self.source = None
         self.key = None  # the source as bans count it
-        self.last_activity = time.monotonic()
+        self.opened_at = self.last_activity = time.monotonic()
+        self.message_started = None  # when the first byte of the unfinished message came
+        self.completed_message = False  # pings do not count
 
     def connection_made(self, transport):
         self.transport = transport
@@ -63,8 +80,6 @@ class TcpConnection(asyncio.Protocol):
         if server.core.blocked(self.source[0], time.time()) or not server.admit(self):
             server.dropped += 1
             transport.abort()
-            return
-        server.connections.add(self)
 
     def connection_lost(self, exc):
         self.server.forget(self)
@@ -75,7 +90,8 @@ class TcpConnection(asyncio.Protocol):
             server.dropped += 1
             self.transport.abort()
             return
-        self.last_activity = time.monotonic()
+        self.last_activity = clock = time.monotonic()
+        finished = False
         for item in self.framer.feed(data):
             if item is KEEPALIVE:
                 self.transport.write(PONG)  # RFC 5626 §4.4.1
@@ -86,6 +102,10 @@ class TcpConnection(asyncio.Protocol):
                 self.transport.close()
                 return
             else:
+                finished = True
+                if not self.completed_message:
+                    self.completed_message = True
+                    server.settle(self)
                 for send in server.handle(item, "tcp", self.source, now, self):
                     if not self.transport.is_closing():
                         self.transport.write(send.data)
@@ -93,18 +113,31 @@ class TcpConnection(asyncio.Protocol):
                     self.transport.abort()
                 if self.transport.is_closing():
                     return
+        if not _holds_partial_message(self.framer):
+            self.message_started = None
+        elif finished or self.message_started is None:
+            self.message_started = clock  # the next message began in this segment
 
 
 class EdgeServer:
     """Runs the core on its listening addresses until stopped."""
 
-    def __init__(self, core, listens, *, metrics=None, link=None):
+    def __init__(self, core, listens, *, metrics=None, link=None,
+                 max_connections=MAX_TCP_CONNECTIONS, message_timeout=TCP_MESSAGE_TIMEOUT,
+                 first_message_timeout=TCP_FIRST_MESSAGE_TIMEOUT, idle_timeout=TCP_IDLE_TIMEOUT):
         self.core = core
         self.listens = listens  # [(transport, host, port)]
         self.metrics_address = metrics
         self.link = link
         self.connections = set()
         self._per_source = {}
+        self._unproven = {}  # connections without a complete message yet, oldest first
+        self.max_connections = max_connections
+        self.message_timeout = message_timeout
+        self.first_message_timeout = first_message_timeout
+        self.idle_timeout = idle_timeout
+        self.tcp_timeouts = {"message": 0, "first_message": 0, "idle": 0}
+        self.tcp_reclaimed = 0
         self.dropped = 0
         self.errors = 0
         self.started_at = time.time()
@@ -136,7 +169,7 @@ class EdgeServer:
             host, port = self.metrics_address
             self._servers.append(await asyncio.start_server(self._serve_metrics, host, port))
         self._tasks.append(asyncio.create_task(self._timers(), name="sipedge-timers"))
-        self._tasks.append(asyncio.create_task(self._reap_idle(), name="sipedge-idle"))
+        self._tasks.append(asyncio.create_task(self._reap_tcp(), name="sipedge-tcp-timeouts"))
         if self.link is not None:
             self._tasks.append(asyncio.create_task(self.link.run(), name="sipedge-link"))
 
@@ -176,16 +209,31 @@ class EdgeServer:
         return sends
 
     def admit(self, conn):
-        if len(self.connections) >= MAX_TCP_CONNECTIONS:
-            return False
         conn.key = self.core.guard.source(conn.source[0])
         count = self._per_source.get(conn.key, 0)
         if count >= MAX_TCP_PER_SOURCE:
             return False
+        if len(self.connections) >= self.max_connections:
+            # Full: the oldest connection that has never sent a message makes room, so
+            # idle sockets opened by many addresses cannot keep new phones out. Connections
+            # that have sent one (registered phones) are never taken.
+            if not self._unproven:
+                return False
+            victim = next(iter(self._unproven))
+            victim.transport.abort()
+            self.forget(victim)  # now: connection_lost comes later
+            self.tcp_reclaimed += 1
         self._per_source[conn.key] = count + 1
+        self.connections.add(conn)
+        self._unproven[conn] = None
         return True
 
+    def settle(self, conn):
+        """The connection has sent its first complete message."""
+        self._unproven.pop(conn, None)
+
     def forget(self, conn):
+        self._unproven.pop(conn, None)
         if conn in self.connections:
             self.connections.discard(conn)
             left = self._per_source.get(conn.key, 1) - 1
@@ -208,12 +256,33 @@ class EdgeServer:
             delay = TIMER_CAP if due is None else min(max(due - time.time(), 0.01), TIMER_CAP)
             await asyncio.sleep(delay)
 
-    async def _reap_idle(self):
+    async def _reap_tcp(self):
+        shortest = min(self.message_timeout, self.first_message_timeout, self.idle_timeout)
+        every = min(TIMER_CAP, shortest / 4)
         while True:
-            await asyncio.sleep(30)
-            limit = time.monotonic() - TCP_IDLE_TIMEOUT
-            for conn in [c for c in self.connections if c.last_activity < limit]:
-                conn.transport.abort()
+            await asyncio.sleep(every)
+            self.reap_tcp(time.monotonic())
+
+    def reap_tcp(self, clock):
+        """Close the connections past a deadline: one pass over them, no timer each."""
+        started = clock - self.message_timeout
+        opened = clock - self.first_message_timeout
+        heard = clock - self.idle_timeout
+        overdue = []
+        for conn in self.connections:
+            # An unfinished message is closed without a word: a 400 would answer a request
+            # that has not been made, and the client is not waiting for one.
+            if conn.message_started is not None and conn.message_started < started:
+                overdue.append((conn, "message"))
+            elif not conn.completed_message and conn.opened_at < opened:
+                overdue.append((conn, "first_message"))
+            elif conn.last_activity < heard:
+                overdue.append((conn, "idle"))
+        for conn, reason in overdue:
+            self.tcp_timeouts[reason] += 1
+            log.debug("tcp %s timeout from %s:%s", reason, *conn.source)
+            conn.transport.abort()
+            self.forget(conn)
 
     # --- metrics ---
 

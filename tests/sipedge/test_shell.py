@@ -1,10 +1,14 @@
-"""The asyncio shell on real loopback sockets: framing, keep-alives, bans before parsing."""
+"""The asyncio shell on real loopback sockets: framing, keep-alives, bans before parsing,
+TCP timeouts and the connection cap."""
 
 import asyncio
 import datetime as dt
 import socket
 
+import pytest
+
 from sipedge.core import EdgeCore
+from sipedge.metrics import render_metrics
 from sipedge.shell import EdgeServer
 
 OPTIONS = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2;branch=z9hG4bK1\r\n"
@@ -16,9 +20,9 @@ def run(coro):
     return asyncio.run(asyncio.wait_for(coro, 20))
 
 
-async def started():
+async def started(**options):
     core = EdgeCore(nonce_secrets=[b"s" * 32], realm="sip.test")
-    server = EdgeServer(core, [("udp", "127.0.0.1", 0), ("tcp", "127.0.0.1", 0)])
+    server = EdgeServer(core, [("udp", "127.0.0.1", 0), ("tcp", "127.0.0.1", 0)], **options)
     await server.start()
     return server
 
@@ -30,6 +34,39 @@ def port_of(server, transport):
 async def read_response(reader):
     head = await reader.readuntil(b"\r\n\r\n")
     return head
+
+
+def options(n):
+    return OPTIONS.replace(b"c1", b"c%d" % n).replace(b"bK1", b"bK%d" % n)
+
+
+async def connect(server, address):
+    return await asyncio.open_connection("127.0.0.1", port_of(server, "tcp"),
+                                         local_addr=(address, 0))
+
+
+async def closed_by_edge(reader, within=5.0):
+    """Whether the edge closes the connection (reset or end of stream) within a generous
+    bound; whatever it sends before (pongs) is read and dropped."""
+    try:
+        async with asyncio.timeout(within):
+            while await reader.read(65536):
+                pass
+        return True
+    except ConnectionError:
+        return True
+    except TimeoutError:
+        return False
+
+
+async def until(condition, within=5.0):
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+def open_from(server, address):
+    return [c for c in server.connections if c.source[0] == address]
 
 
 def test_tcp_messages_keepalives_and_pipelining():
@@ -159,6 +196,178 @@ def test_expired_bans_from_the_feed_let_the_source_back():
             writer.write(OPTIONS)
             assert (await read_response(reader)).startswith(b"SIP/2.0 200")
             writer.close()
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_a_trickled_message_is_cut_at_its_deadline_while_a_pinging_phone_stays():
+    async def scenario():
+        server = await started(message_timeout=0.5, first_message_timeout=0.5)
+        try:
+            phone_reader, phone = await connect(server, "127.0.0.2")
+            slow_reader, slow = await connect(server, "127.0.0.3")
+            slow.write(options(1))
+            assert (await read_response(slow_reader)).startswith(b"SIP/2.0 200")
+            phone.write(options(1)[:40])  # a message in pieces, finished in time
+            await asyncio.sleep(0.05)
+            phone.write(options(1)[40:])
+            assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
+
+            async def trickle():  # a byte every 50 ms: 10 s for the whole message
+                for byte in options(2):
+                    slow.write(bytes([byte]))
+                    await asyncio.sleep(0.05)
+
+            async def ping():  # 1.2 s of RFC 5626 pings, past both short timeouts
+                for _ in range(12):
+                    phone.write(b"\r\n\r\n")
+                    assert await phone_reader.readexactly(2) == b"\r\n"
+                    await asyncio.sleep(0.1)
+
+            trickling = asyncio.create_task(trickle())
+            pinging = asyncio.create_task(ping())
+            assert await closed_by_edge(slow_reader)
+            trickling.cancel()
+            await pinging
+            phone.write(options(3))
+            assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
+            assert server.tcp_timeouts == {"message": 1, "first_message": 0, "idle": 0}
+            phone.close()
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_lone_crlf_keepalives_are_not_an_unfinished_message():
+    async def scenario():
+        server = await started(message_timeout=0.3)
+        try:
+            reader, writer = await connect(server, "127.0.0.2")
+            writer.write(options(1))
+            assert (await read_response(reader)).startswith(b"SIP/2.0 200")
+            for _ in range(9):  # every second CRLF makes a ping; the last one waits alone
+                writer.write(b"\r\n")
+                await asyncio.sleep(0.1)
+            await asyncio.sleep(0.6)
+            assert await reader.readexactly(8) == b"\r\n" * 4
+            writer.write(options(2))
+            assert (await read_response(reader)).startswith(b"SIP/2.0 200")
+            assert server.tcp_timeouts["message"] == 0
+            writer.close()
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_a_body_that_never_arrives_is_cut_at_the_message_deadline():
+    async def scenario():
+        server = await started(message_timeout=0.3)
+        try:
+            reader, writer = await connect(server, "127.0.0.2")
+            writer.write(options(1))
+            assert (await read_response(reader)).startswith(b"SIP/2.0 200")
+            writer.write(options(2).replace(b"Content-Length: 0", b"Content-Length: 10")
+                         + b"abc")
+            assert await closed_by_edge(reader)
+            assert server.tcp_timeouts["message"] == 1
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+@pytest.mark.parametrize("sent", [b"", b"\r\n\r\n", OPTIONS[:30]],
+                         ids=["silent", "pings only", "part of a head"])
+def test_a_new_connection_without_a_complete_message_is_closed(sent):
+    async def scenario():
+        server = await started(first_message_timeout=0.3, message_timeout=60)
+        try:
+            reader, writer = await connect(server, "127.0.0.2")
+            writer.write(sent)
+            assert await closed_by_edge(reader)
+            assert server.tcp_timeouts == {"message": 0, "first_message": 1, "idle": 0}
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_a_connection_silent_past_the_idle_timeout_is_closed():
+    async def scenario():
+        server = await started(idle_timeout=0.3)
+        try:
+            reader, writer = await connect(server, "127.0.0.2")
+            writer.write(options(1))
+            assert (await read_response(reader)).startswith(b"SIP/2.0 200")
+            assert await closed_by_edge(reader)
+            assert server.tcp_timeouts["idle"] == 1
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_tcp_timeouts_and_reclaims_are_in_the_metrics():
+    async def scenario():
+        server = await started(first_message_timeout=0.3)
+        try:
+            reader, _writer = await connect(server, "127.0.0.2")
+            assert await closed_by_edge(reader)
+            text = render_metrics(server).decode()
+            assert 'sipedge_tcp_timeouts_total{reason="first_message"} 1.0' in text
+            assert 'sipedge_tcp_timeouts_total{reason="message"} 0.0' in text
+            assert "sipedge_tcp_reclaimed_total 0.0" in text
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_at_the_cap_the_oldest_connection_without_a_message_makes_room():
+    async def scenario():
+        server = await started(max_connections=3)
+        try:
+            phone_reader, phone = await connect(server, "127.0.0.2")
+            phone.write(options(1))
+            assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
+            oldest_reader, _oldest = await connect(server, "127.0.0.3")
+            await until(lambda: len(server.connections) == 2)
+            _younger = await connect(server, "127.0.0.4")  # held: collected, it would close
+            await until(lambda: len(server.connections) == 3)
+
+            new_reader, newcomer = await connect(server, "127.0.0.5")
+            assert await closed_by_edge(oldest_reader)
+            newcomer.write(options(2))
+            assert (await read_response(new_reader)).startswith(b"SIP/2.0 200")
+            phone.write(options(3))
+            assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
+            assert open_from(server, "127.0.0.4") and server.tcp_reclaimed == 1
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
+def test_at_the_cap_without_a_connection_to_reclaim_a_new_one_is_refused():
+    async def scenario():
+        server = await started(max_connections=2)
+        try:
+            phones = []
+            for n, address in enumerate(("127.0.0.2", "127.0.0.3")):
+                reader, writer = await connect(server, address)
+                writer.write(options(n))
+                assert (await read_response(reader)).startswith(b"SIP/2.0 200")
+                phones.append((reader, writer))
+            refused_reader, _refused = await connect(server, "127.0.0.4")
+            assert await closed_by_edge(refused_reader)
+            for n, (reader, writer) in enumerate(phones, start=10):
+                writer.write(options(n))
+                assert (await read_response(reader)).startswith(b"SIP/2.0 200")
+            assert server.tcp_reclaimed == 0 and len(server.connections) == 2
         finally:
             await server.stop()
 
