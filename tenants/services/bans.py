@@ -15,13 +15,15 @@ and a capped summary. Quiet rows are purged. Time is always passed in (``at``/``
 """
 
 import datetime as dt
-from ipaddress import ip_network
 from dataclasses import dataclass, field
+from functools import lru_cache
+from ipaddress import ip_network
 
-from sqlalchemy import Integer, cast, delete, exists, func, or_, select
+from sqlalchemy import Integer, bindparam, cast, delete, exists, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.util import identity_key
 
 from .. import outbox
 from ..addresses import MIN_TENANT_PREFIX, overlaps, parse_address, parse_network, source_of
@@ -165,6 +167,32 @@ def protected_networks(session):
 # --- ingestion ------------------------------------------------------------------------
 
 
+# Rows of the engine's hot tables as plain values, read and written with Core statements:
+# an attack sends thousands of failures a second, and an ORM object per failure window
+# costs more than the rest of the work on it.
+_WINDOWS = FailureWindow.__table__
+_REGISTRATIONS = SourceRegistration.__table__
+_WINDOW_COLUMNS = ("source", "recent", "failures", "first_at", "last_at", "user_ids", "edges",
+                   "reasons", "tenant_ids", "unattributed")
+
+
+class _Window:
+    """One source's failure window while a batch is applied to it."""
+
+    __slots__ = (*_WINDOW_COLUMNS, "stored", "changed")
+
+    def __init__(self, source, recent, failures, first_at, last_at, user_ids, edges, reasons,
+                 tenant_ids, unattributed, stored=True):
+        self.source, self.recent, self.failures = source, list(recent or ()), failures or 0
+        self.first_at, self.last_at = first_at, last_at
+        self.user_ids, self.edges = list(user_ids or ()), list(edges or ())
+        self.reasons, self.tenant_ids = dict(reasons or {}), list(tenant_ids or ())
+        self.unattributed, self.stored, self.changed = bool(unattributed), stored, False
+
+    def row(self):
+        return {name: getattr(self, name) for name in _WINDOW_COLUMNS}
+
+
 @dataclass
 class _Batch:
     """What one batch of events needs, loaded with one query per table."""
@@ -173,11 +201,12 @@ class _Batch:
     protected: list
     tenant_networks: dict  # tenant_id -> [networks]
     tenants_by_trunk: dict
-    windows: dict = field(default_factory=dict)
-    active: dict = field(default_factory=dict)  # (source, user_id|None) -> Ban
+    windows: dict = field(default_factory=dict)  # source -> _Window
+    active: dict = field(default_factory=dict)  # (source, user_id|None) -> until
     registrations: dict = field(default_factory=dict)  # source -> {user_id: valid_until}
     offenders: dict = field(default_factory=dict)  # ban key -> Offender
-    registration_rows: dict = field(default_factory=dict)  # (source, user_id) -> row
+    registered: dict = field(default_factory=dict)  # (source, user_id) -> valid_until to write
+    tenant_of: dict = field(default_factory=dict)  # user_id -> tenant id or None (memo)
 
 
 def record_failure(session, *, address, user_id, reason, at, edge=None):
@@ -195,19 +224,33 @@ def record_auth_events(session, events):
     return decisions
 
 
+@lru_cache(maxsize=16384)
+def _cached_source(address, ipv6_prefix):
+    # A scan repeats its addresses from batch to batch; only valid ones are cached (an
+    # exception is not), and the cache is bounded.
+    return source_of(address, ipv6_prefix)
+
+
 def apply_auth_events(session, events, *, names=None):
     """The work of record_auth_events inside the caller's transaction (no commit).
 
     ``names`` says what the caller's request calls each event ("events.7": an edge's batch
     mixes these with other events), so that an invalid field is named as the caller sent
     it, "events.7.address". By default, the event's index in ``events``.
+
+    The batch is applied source by source (sources do not depend on each other; within a
+    source, in time order): one SELECT of the batch's windows, the decisions in Python,
+    then one executemany per table. Decisions are returned in time order.
     """
     policy = get_policy(session)
     if names is None:
         names = range(len(events))
     prepared = []
     for name, event in zip(names, events, strict=True):
-        source = source_of(event.address, policy.ipv6_prefix, field=f"{name}.address")
+        try:
+            source = _cached_source(event.address, policy.ipv6_prefix)
+        except (Invalid, TypeError):
+            source = source_of(event.address, policy.ipv6_prefix, field=f"{name}.address")
         if not isinstance(event.user_id, str) or not 0 < len(event.user_id) <= 64:
             raise Invalid(f"{name}.user_id", "a SIP user ID of 1 to 64 characters")
         if isinstance(event, Failure) and event.reason not in COUNTED_REASONS | IGNORED_REASONS:
@@ -217,19 +260,28 @@ def apply_auth_events(session, events, *, names=None):
     if not prepared:
         return []
     prepared.sort(key=lambda item: item[1].at)
-    batch = _load_batch(session, policy, prepared)
-    # Everything the decisions need is loaded: no flush until the commit, which then sends
-    # the batch's updates together.
+    by_source = {}
+    for index, (source, _event) in enumerate(prepared):
+        by_source.setdefault(source, []).append(index)
+    batch = _load_batch(session, policy, prepared, by_source)
+    decisions = [None] * len(prepared)
+    # No flush until the commit, which then sends the bans together.
     with session.no_autoflush:
-        return [
-            _failure(session, batch, source, event) if isinstance(event, Failure)
-            else _success(session, batch, source, event)
-            for source, event in prepared
-        ]
+        for source, indexes in by_source.items():
+            window = batch.windows.get(source)
+            exempt = overlaps(source, batch.protected)
+            for index in indexes:
+                event = prepared[index][1]
+                if isinstance(event, Failure):
+                    decisions[index] = _failure(session, batch, source, event, window, exempt)
+                else:
+                    decisions[index] = _success(batch, source, event, window)
+    _write_batch(session, batch)
+    return decisions
 
 
-def _load_batch(session, policy, prepared):
-    sources = sorted({source for source, _ in prepared})
+def _load_batch(session, policy, prepared, by_source):
+    sources = sorted(by_source)
     trunks = {identity.trunk_number for _, e in prepared
               if (identity := parse_sip_user_id(e.user_id)) is not None}
     tenant_networks = {}
@@ -245,63 +297,113 @@ def _load_batch(session, policy, prepared):
             select(Tenant.trunk_number, Tenant.id).where(Tenant.trunk_number.in_(trunks))
         ).all()) if trunks else {},
     )
-    failing = sorted({source for source, e in prepared if isinstance(e, Failure)})
-    if failing:
+    counted = {}  # source -> counted failures in this batch
+    for source, event in prepared:
+        if isinstance(event, Failure) and event.reason in COUNTED_REASONS:
+            counted[source] = counted.get(source, 0) + 1
+    failing = sorted(counted)
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if failing and postgresql:
         # Create missing rows first, then lock them all in one order: concurrent batches
-        # from several edges neither deadlock nor lose an update.
+        # from several edges neither deadlock nor lose an update. One cached statement for
+        # many rows (a VALUES list built per batch would be compiled anew every time).
         now = prepared[0][1].at
-        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-        # One cached statement executed for many rows: a VALUES list built per batch would be
-        # compiled anew every time.
-        session.execute(
-            insert(FailureWindow).on_conflict_do_nothing(index_elements=["source"]),
-            [{"source": s, "recent": [], "failures": 0, "first_at": now, "last_at": now,
-              "user_ids": [], "edges": [], "reasons": {}, "tenant_ids": [],
-              "unattributed": False} for s in failing],
-        )
-        batch.windows = {w.source: w for w in session.scalars(
-            select(FailureWindow).where(FailureWindow.source.in_(failing))
-            .order_by(FailureWindow.source).with_for_update()
-            .execution_options(populate_existing=True)
-        )}
-    for ban in session.scalars(select(Ban).where(
-        Ban.source.in_(sources), Ban.lifted_at.is_(None), Ban.until > prepared[0][1].at
+        session.execute(pg_insert(_WINDOWS).on_conflict_do_nothing(index_elements=["source"]),
+                        [_new_window(s, now).row() for s in failing])
+    # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
+    for row in session.execute(
+        select(*(_WINDOWS.c[name] for name in _WINDOW_COLUMNS))
+        .where(_WINDOWS.c.source.in_(sources)).order_by(_WINDOWS.c.source).with_for_update()
+    ):
+        batch.windows[row[0]] = _Window(*row)
+    now = prepared[0][1].at
+    for source in failing:
+        if source not in batch.windows:
+            batch.windows[source] = _new_window(source, now, stored=False)
+    for source, user_id, until in session.execute(select(Ban.source, Ban.user_id, Ban.until).where(
+        Ban.source.in_(sources), Ban.lifted_at.is_(None), Ban.until > now
     )):
-        batch.active[(ban.source, ban.user_id)] = ban
-    for reg in session.scalars(select(SourceRegistration).where(
-        SourceRegistration.source.in_(sources))):
-        batch.registrations.setdefault(reg.source, {})[reg.user_id] = reg.valid_until
-        batch.registration_rows[(reg.source, reg.user_id)] = reg
-    # Offenders of these sources (their address bans and pair lockouts), loaded in one query
-    # so that deciding a ban never triggers a flush of the batch's pending updates.
-    keys = set(failing) | {f"{source}|{e.user_id}" for source, e in prepared
-                           if isinstance(e, Failure)}
-    for offender in session.scalars(select(Offender).where(Offender.key.in_(keys))):
-        batch.offenders[offender.key] = offender
+        key = (source, user_id)
+        batch.active[key] = max(until, batch.active.get(key, until))
+    for source, user_id, valid_until in session.execute(
+        select(_REGISTRATIONS.c.source, _REGISTRATIONS.c.user_id, _REGISTRATIONS.c.valid_until)
+        .where(_REGISTRATIONS.c.source.in_(sources))
+    ):
+        batch.registrations.setdefault(source, {})[user_id] = valid_until
+    # Offenders of the sources this batch may ban (a ban needs max_retry recent failures):
+    # loaded in one query, so that deciding a ban never triggers a flush.
+    max_retry = min(policy.max_retry, RECENT_CAP)
+    keys = set()
+    for source, count in counted.items():
+        if len(batch.windows[source].recent) + count >= max_retry:
+            keys.add(source)
+            keys.update(f"{source}|{prepared[i][1].user_id}" for i in by_source[source])
+    if keys:
+        for offender in session.scalars(select(Offender).where(Offender.key.in_(sorted(keys)))):
+            batch.offenders[offender.key] = offender
     return batch
 
 
+def _new_window(source, at, stored=True):
+    return _Window(source, [], 0, at, at, [], [], {}, [], False, stored=stored)
+
+
+def _write_batch(session, batch):
+    """The batch's changes to windows and registrations: one executemany per statement."""
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    changed = [w for w in batch.windows.values() if w.changed]
+    new = [w.row() for w in changed if not w.stored]
+    if new:
+        session.execute(insert(_WINDOWS), new)
+    updated = [{**w.row(), "key": w.source} for w in changed if w.stored]
+    if updated:
+        session.execute(update(_WINDOWS).where(_WINDOWS.c.source == bindparam("key")), updated)
+    if batch.registered:
+        insert_ = (pg_insert if postgresql else sqlite_insert)(_REGISTRATIONS)
+        # The later of two expiries, also against a concurrent batch's success.
+        later = (func.greatest if postgresql else func.max)(
+            _REGISTRATIONS.c.valid_until, insert_.excluded.valid_until)
+        session.execute(
+            insert_.on_conflict_do_update(index_elements=["source", "user_id"],
+                                          set_={"valid_until": later}),
+            [{"source": s, "user_id": u, "valid_until": v}
+             for (s, u), v in batch.registered.items()])
+    # Loaded ORM objects of these rows (GET /auth-failures, a lift) would now be stale.
+    identity_map = session.identity_map
+    for window in changed:
+        obj = identity_map.get(identity_key(FailureWindow, (window.source,)))
+        if obj is not None:
+            session.expire(obj)
+    for source, user_id in batch.registered:
+        obj = identity_map.get(identity_key(SourceRegistration, (source, user_id)))
+        if obj is not None:
+            session.expire(obj)
+
+
 def _active(batch, source, user_id, at):
-    ban = batch.active.get((source, user_id))
-    return ban if ban is not None and ban.active_at(at) else None
+    until = batch.active.get((source, user_id))
+    return until is not None and until > at
 
 
 def _tenant_of(batch, user_id):
-    identity = parse_sip_user_id(user_id)
-    return batch.tenants_by_trunk.get(identity.trunk_number) if identity else None
+    try:
+        return batch.tenant_of[user_id]
+    except KeyError:
+        identity = parse_sip_user_id(user_id)
+        tenant_id = batch.tenants_by_trunk.get(identity.trunk_number) if identity else None
+        batch.tenant_of[user_id] = tenant_id
+        return tenant_id
 
 
 def _add_capped(values, value, cap):
     if value is not None and value not in values and len(values) < cap:
-        return [*values, value]
-    return values
+        values.append(value)
 
 
-def _failure(session, batch, source, event):
+def _failure(session, batch, source, event, window, exempt):
     if event.reason in IGNORED_REASONS:
         return Decision(source, "ignored")
     policy, at, user_id = batch.policy, event.at, event.user_id
-    window = batch.windows[source]
     ts = at.timestamp()
     cutoff = ts - policy.find_time
     recent = [entry for entry in window.recent if entry[0] > cutoff]
@@ -311,28 +413,28 @@ def _failure(session, batch, source, event):
         window.first_at = at
     window.failures += 1
     window.last_at = max(window.last_at, at)
-    window.user_ids = _add_capped(window.user_ids, user_id, SUMMARY_CAP)
-    window.edges = _add_capped(window.edges, event.edge, SUMMARY_CAP)
-    window.reasons = {**window.reasons, event.reason: window.reasons.get(event.reason, 0) + 1}
+    window.changed = True
+    _add_capped(window.user_ids, user_id, SUMMARY_CAP)
+    _add_capped(window.edges, event.edge, SUMMARY_CAP)
+    window.reasons[event.reason] = window.reasons.get(event.reason, 0) + 1
     tenant_id = _tenant_of(batch, user_id)
     if tenant_id is None or (tenant_id not in window.tenant_ids and len(window.tenant_ids) >= TENANT_CAP):
         window.unattributed = True
     else:
-        window.tenant_ids = _add_capped(window.tenant_ids, tenant_id, TENANT_CAP)
+        _add_capped(window.tenant_ids, tenant_id, TENANT_CAP)
 
-    if overlaps(source, batch.protected):
+    if exempt:
         return Decision(source, "exempt")
     if _active(batch, source, None, at):
         return Decision(source, "recorded")
-
-    users = {uid for _, uid in window.recent}
-    pair_count = sum(1 for _, uid in window.recent if uid == user_id)
-    trusted_office = _trusted_by_its_tenants(batch, source, users)
     # A policy stored before max_retry was capped may ask for more than is kept: ban at the
     # cap rather than never.
     max_retry = min(policy.max_retry, RECENT_CAP)
     if len(window.recent) < max_retry:
         return Decision(source, "recorded")
+    users = {uid for _, uid in window.recent}
+    pair_count = sum(1 for _, uid in window.recent if uid == user_id)
+    trusted_office = _trusted_by_its_tenants(batch, source, users)
     if len(users) >= policy.scan_user_ids and not trusted_office:
         reason = (f"scan: {len(window.recent)} failed authentications for {len(users)} "
                   f"SIP user IDs within {policy.find_time}s")
@@ -411,7 +513,7 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
     ban.tenants = [BanTenant(tenant_id=t) for t in tenant_ids]
     session.add(ban)
     if batch is not None:
-        batch.active[(source, user_id)] = ban
+        batch.active[(source, user_id)] = until
     outbox.record_change(session, "ban", ban)
     return ban
 
@@ -423,21 +525,16 @@ def _tenant_of_user_id(session, user_id):
     return session.scalar(select(Tenant.id).where(Tenant.trunk_number == identity.trunk_number))
 
 
-def _success(session, batch, source, event):
-    policy = batch.policy
-    until = event.valid_until or (event.at + dt.timedelta(seconds=policy.find_time))
-    reg = batch.registration_rows.get((source, event.user_id))
-    if reg is None:
-        reg = SourceRegistration(source=source, user_id=event.user_id, valid_until=until)
-        session.add(reg)
-        batch.registration_rows[(source, event.user_id)] = reg
-    else:
-        reg.valid_until = max(reg.valid_until, until)
-    batch.registrations.setdefault(source, {})[event.user_id] = reg.valid_until
-    window = batch.windows.get(source) or session.get(FailureWindow, source)
+def _success(batch, source, event, window):
+    until = event.valid_until or (event.at + dt.timedelta(seconds=batch.policy.find_time))
+    registrations = batch.registrations.setdefault(source, {})
+    current = registrations.get(event.user_id)
+    registrations[event.user_id] = until if current is None else max(current, until)
+    batch.registered[(source, event.user_id)] = registrations[event.user_id]
     if window is not None and any(uid == event.user_id for _, uid in window.recent):
         # The phone got it right: its earlier typos are forgiven.
         window.recent = [e for e in window.recent if e[1] != event.user_id]
+        window.changed = True
     return Decision(source, "recorded")
 
 
