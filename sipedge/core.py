@@ -332,8 +332,6 @@ class EdgeCore:
         user_id = unescape(to.uri.user)
         if not user_id:
             return self._response(request, 404, "Not Found")
-        contacts = self._contacts(request)
-        expires_header = self._expires(request.headers.get("Expires"))
         source_key = self.guard.source(source[0])
         realm = self.realm
 
@@ -377,6 +375,10 @@ class EdgeCore:
         self.guard.success(source_key, user_id)
         self._event("auth_success", now, address=self.guard.address_text(source[0]),
                     user_id=user_id)
+        # RFC 3261 §10.3: the Contacts are read once the request is authenticated (step 6
+        # after step 3); a malformed one then gets its 400.
+        contacts = self._contacts(request)
+        expires_header = self._expires(request.headers.get("Expires"))
         return self._bind(request, user_id, contacts, expires_header, transport, source, now)
 
     def _authorization(self, request, realm):

@@ -600,8 +600,29 @@ def _parse_trailing_params(text: str) -> dict[str, str]:
     return _parse_params(_split_top(text[1:], ";"))
 
 
+# The shape of nearly every From, To and Contact: an optional quoted display name without
+# escapes, <URI>, and parameters without spaces or quotes. One match; the URI itself goes to
+# parse_uri. Anything else (and everything this refuses) goes to the full parser.
+_PLAIN_NAME_ADDR_RE = re.compile(
+    f'(?:"([^"\\\\\\x00-\\x1f]*)" ?)?<([^<>]*)>((?:;[{_TOKEN_CHARS}]+(?:=[^\\x00-\\x20\\x7f";,<>]+)?)*)'
+)
+
+
 def parse_name_addr(text: str) -> NameAddr:
     """Parse ``"Name" <sip:...>;params``, ``Name <sip:...>`` or bare ``sip:...;params``."""
+    m = _PLAIN_NAME_ADDR_RE.fullmatch(text)
+    if m is not None:
+        display, uri_text, param_text = m.groups()
+        params: dict[str, str] = {}
+        if param_text:
+            for param in param_text[1:].split(";"):
+                name, _, value = param.partition("=")
+                params.setdefault(name.lower(), value)
+        return NameAddr(display or "", parse_uri(uri_text), params)
+    return _parse_name_addr_in_full(text)
+
+
+def _parse_name_addr_in_full(text: str) -> NameAddr:
     text = text.strip(" \t")
     if not text:
         raise ParseError("empty address")
@@ -686,8 +707,34 @@ class Via:
         return f"{self.protocol}/{self.transport} {self.host}{port}{_format_params(self.params)}"
 
 
+# SIP/2.0/UDP host:port;params, the Via of nearly every message, in one match (a hostname
+# or IPv4 host, parameters without spaces or quotes); anything else goes to the full parser.
+_PLAIN_VIA_RE = re.compile(
+    f"SIP/2\\.0/([A-Za-z]+) ([A-Za-z0-9_.\\-]+)(?::([0-9]{{1,5}}))?"
+    f'((?:;[{_TOKEN_CHARS}]+(?:=[^\\x00-\\x20\\x7f";,<>]+)?)*)'
+)
+
+
 def parse_via(value: str) -> Via:
     """Parse one Via element (split a combined field with ``Headers.get_all``)."""
+    m = _PLAIN_VIA_RE.fullmatch(value)
+    if m is not None:
+        transport, host, port_text, param_text = m.groups()
+        port = int(port_text) if port_text is not None else None
+        params: dict[str, str] = {}
+        if param_text:
+            for param in param_text[1:].split(";"):
+                name, _, text = param.partition("=")
+                params.setdefault(name.lower(), text)
+        rport = params.get("rport")
+        if (port is None or port <= 65535) and (
+                not rport or (rport.isascii() and rport.isdigit() and len(rport) <= 5
+                              and int(rport) <= 65535)):
+            return Via(transport.upper(), host, port, params, "SIP/2.0")
+    return _parse_via_in_full(value)
+
+
+def _parse_via_in_full(value: str) -> Via:
     m = _SENT_PROTOCOL_RE.fullmatch(value.strip(" \t"))
     if m is None:
         raise ParseError("bad Via sent-protocol")
@@ -882,6 +929,10 @@ _STATUS_LINE_RE = re.compile("([Ss][Ii][Pp]/[0-9]{1,3}\\.[0-9]{1,3}) ([1-6][0-9]
 _CALL_ID_RE = re.compile("[^\\x00-\\x20\\x7f]+")
 
 
+# Spelling on the wire -> (canonical name, lookup key), for the head parser's shortcut.
+_SPELLING_KEYS = {spelling: (name, name.lower()) for spelling, name in _CANONICAL_SPELLINGS.items()}
+
+
 def _parse_head(section: bytes) -> tuple[str, Headers]:
     """Start line and header fields of a message head (without the empty line).
 
@@ -889,6 +940,38 @@ def _parse_head(section: bytes) -> tuple[str, Headers]:
     and a line starting with SP or HTAB continues the previous field (the line break and
     the leading whitespace count as one SP).
     """
+    # The head nearly every message has: CRLF line ends only, no folding, well under the
+    # limits, every name a usual spelling right before its colon. Read in one pass;
+    # anything else (including every error) goes to the full reading below.
+    text = section.decode("utf-8", "surrogateescape")
+    breaks = text.count("\n")
+    if (len(section) <= MAX_LINE_LENGTH and breaks <= MAX_HEADERS
+            and text.count("\r") == breaks and text.count("\r\n") == breaks
+            and "\r\n " not in text and "\r\n\t" not in text):
+        lines = text.split("\r\n")
+        fields: list[tuple[str, str]] = []
+        index: dict[str, list[str]] = {}
+        spellings = _SPELLING_KEYS
+        for i in range(1, len(lines)):
+            name, colon, value = lines[i].partition(":")
+            known = spellings.get(name)
+            if known is None or not colon:
+                break
+            value = value.strip(" \t")
+            fields.append((known[0], value))
+            values = index.get(known[1])
+            if values is None:
+                index[known[1]] = [value]
+            else:
+                values.append(value)
+        else:
+            headers = Headers._trusted(fields)
+            object.__setattr__(headers, "_lookup", index)
+            return lines[0], headers
+    return _parse_head_in_full(section)
+
+
+def _parse_head_in_full(section: bytes) -> tuple[str, Headers]:
     fields: list[tuple[str, str]] = []
     start_line: str | None = None
     # Decoded once: a line break is never inside a UTF-8 sequence, so splitting the text
@@ -929,6 +1012,17 @@ def _parse_head(section: bytes) -> tuple[str, Headers]:
             raise ParseError("too many headers", Headers._trusted(fields))
         fields.append((canonical, value.strip(" \t")))
     return start_line or "", Headers._trusted(fields)
+
+
+def _header_end(data: bytes, start: int) -> tuple[int, int] | None:
+    """(end of the head, start of the body): the first empty line, CRLF or bare LF."""
+    i = data.find(b"\r\n\r\n", start)
+    # Every other way to end the head (LF LF, LF CRLF, CRLF LF) holds LF LF or LF CR LF;
+    # when neither comes before the first CRLF CRLF, that is the end.
+    if i >= 0 and data.find(b"\n\n", start, i + 1) < 0 and data.find(b"\n\r\n", start, i + 2) < 0:
+        return i, i + 4
+    m = _HEADER_END_RE.search(data, start)
+    return None if m is None else (m.start(), m.end())
 
 
 def _content_length(values: list[str]) -> int | None:
@@ -1021,13 +1115,13 @@ def parse_message(data: bytes) -> Message:
     start = _skip_empty_lines(data)
     if start == len(data):
         raise ParseError("empty message")
-    end = _HEADER_END_RE.search(data, start)
+    end = _header_end(data, start)
     if end is None:
         start_line, headers = _parse_head(data[start:].rstrip(b"\r\n"))
         raise ParseError("no empty line after the header fields", headers)
-    start_line, headers = _parse_head(data[start : end.start()])
+    start_line, headers = _parse_head(data[start : end[0]])
     try:
-        message, uri = _build(start_line, headers, data, end.end())
+        message, uri = _build(start_line, headers, data, end[1])
         object.__setattr__(message, "parts", _check_mandatory(message, uri))
     except ParseError as error:
         raise ParseError(str(error), headers) from None

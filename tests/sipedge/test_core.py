@@ -298,10 +298,27 @@ def test_malformed_or_unanswerable_input_is_dropped(data):
 
 def test_malformed_request_with_a_via_gets_400():
     data = (b"REGISTER sip:sip.test.trunkline SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKm\r\n"
-            b"CSeq: 1 REGISTER\r\nCall-ID: m\r\nFrom: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\n"
-            b"Expires: soon\r\nContact: <sip:a@192.0.2.10>\r\nContent-Length: 0\r\n\r\n")
+            b"CSeq: 1 REGISTER\r\nCall-ID: m\r\nFrom: <sip:a@x;tag=1\r\nTo: <sip:a@x>\r\n"
+            b"Contact: <sip:a@192.0.2.10>\r\nContent-Length: 0\r\n\r\n")
     send = receive(make_core(), data)
-    assert status_of(send.data) == 400 and b"Expires" in send.data
+    assert status_of(send.data) == 400 and b"From" in send.data
+
+
+@pytest.mark.parametrize("extra, contact, named", [
+    ({"expires": "soon"}, None, b"Expires"),
+    ({}, "<sip:12345101@192.0.2.10>;expires=x", b"Expires"),
+    ({}, "*, <sip:12345101@192.0.2.10>", b"Contact"),
+])
+def test_a_bad_expiry_or_contact_gets_400_once_the_request_is_authenticated(extra, contact,
+                                                                            named):
+    # RFC 3261 §10.3: authentication (step 3) comes before the Contacts (step 6), so the
+    # unauthenticated request is challenged and the authenticated one refused.
+    core = make_core()
+    text = challenge_for(core, "12345101", contact=contact, **extra)
+    send = receive(core, register("12345101", branch="z9hG4bKbad", cseq=2, contact=contact,
+                                  auth=digest("12345101", "secret-one", text), **extra))
+    assert status_of(send.data) == 400 and named in send.data
+    assert core.registrar.bindings("12345101", T0) == []
 
 
 def test_options_is_answered_and_other_methods_are_501():
@@ -338,9 +355,11 @@ def test_a_new_config_keeps_serving_and_drops_users_that_are_gone():
 def test_expires_in_non_ascii_digits_is_a_400_not_a_crash():
     core = make_core()
     for value in ("²", "١٢٠"):
-        send = receive(core, register("12345101", branch=f"z9hG4bKx{ord(value[0])}",
-                                      extra=()).replace(b"Expires: 300",
-                                                        f"Expires: {value}".encode()))
+        text = challenge_for(core, "12345101")
+        auth = digest("12345101", "secret-one", text)
+        send = receive(core, register("12345101", branch=f"z9hG4bKx{ord(value[0])}", cseq=2,
+                                      auth=auth).replace(b"Expires: 300",
+                                                         f"Expires: {value}".encode()))
         assert status_of(send.data) == 400
 
 

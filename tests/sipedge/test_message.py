@@ -32,7 +32,10 @@ from sipedge.sip.message import (
     parse_via,
     unescape,
 )
-from sipedge.sip.message import _parse_uri_in_full
+from sipedge.sip.message import (
+    _HEADER_END_RE, _header_end, _parse_head, _parse_head_in_full, _parse_name_addr_in_full, _parse_uri_in_full,
+    _parse_via_in_full,
+)
 
 PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -1147,6 +1150,77 @@ def test_parse_uri_shortcut_gives_what_the_full_parser_gives(text):
     # parse_uri answers the plain shape with one regex match; the result (or the refusal)
     # must be the full grammar's.
     assert _uri_or_none(parse_uri, text) == _uri_or_none(_parse_uri_in_full, text)
+
+
+NAME_ADDR_PIECES = ['"', '"Bob"', '"a\\"b"', "Bob", " ", "\t", "<", ">", "<sip:u@h>",
+                    "sip:u@h", ";", "tag=", "abc", "=", "==", ",", "?", "\x01", "\x7f",
+                    ";expires=60", ";q=0.5", ";+sip.instance=\"<urn:x>\"", "\u00e9"]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(NAME_ADDR_PIECES + URI_PIECES), max_size=12).map("".join)
+       | addresses().map(lambda text: text + ";tag=x1;lr"))
+def test_parse_name_addr_shortcut_gives_what_the_full_parser_gives(text):
+    assert _uri_or_none(parse_name_addr, text) == _uri_or_none(_parse_name_addr_in_full, text)
+
+
+VIA_PIECES = ["SIP/2.0/", "sip/2.0/", "SIP / 2.0 / ", "UDP", "tcp", " ", "\t", "host", "h.example",
+              "192.0.2.1", "[::1]", ":", "5060", "99999", ";", "branch=z9hG4bK1", "rport",
+              "rport=", "rport=70000", "rport=5061", "=", '"x"', ",", "received=1.2.3.4", "\u0663"]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(VIA_PIECES), max_size=12).map("".join))
+def test_parse_via_shortcut_gives_what_the_full_parser_gives(text):
+    assert _uri_or_none(parse_via, text) == _uri_or_none(_parse_via_in_full, text)
+
+
+def _head_or_error(parser, head):
+    try:
+        start_line, headers = parser(head)
+        return start_line, list(headers), headers._index
+    except ParseError as error:
+        return str(error), None if error.headers is None else list(error.headers)
+
+
+HEAD_PIECES = [b"\r\n", b"\n", b"\r", b" ", b"\t", b":", b": ", b"Via", b"via", b"v", b"From",
+               b"To ", b"X-Odd", b"Call-ID", b"i", b"CSeq", b"Contact", b"m", b"value", b"a,b",
+               b"\xff\xfe", b"\xc3\xa9", b"REGISTER sip:h SIP/2.0", b"\r\n ", b"\r\n\t",
+               b"@", b"\x00"]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(HEAD_PIECES) | st.binary(max_size=3), max_size=30).map(b"".join)
+       | requests().map(lambda message: message.to_bytes().partition(b"\r\n\r\n")[0]))
+def test_parse_head_shortcut_gives_what_the_full_reading_gives(head):
+    assert _head_or_error(_parse_head, head) == _head_or_error(_parse_head_in_full, head)
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"\r\n\r\n", b"a", b" "]), max_size=16)
+       .map(b"".join), st.integers(0, 3))
+def test_header_end_is_the_first_empty_line(data, start):
+    m = _HEADER_END_RE.search(data, start)
+    assert _header_end(data, start) == (None if m is None else (m.start(), m.end()))
+
+
+def test_parse_head_limits_hold_on_both_readings():
+    many = b"REGISTER sip:h SIP/2.0" + b"\r\nMax-Forwards: 70" * (MAX_HEADERS + 1)
+    assert _head_or_error(_parse_head, many)[0] == "too many headers"
+    long_line = b"REGISTER sip:h SIP/2.0\r\nSubject: " + b"x" * MAX_LINE_LENGTH
+    assert _head_or_error(_parse_head, long_line)[0] == "line too long"
+
+
+def test_shortcuts_take_the_common_shapes():
+    # The property tests above compare results; these are the shapes the shortcuts exist
+    # for, so they must stay on them (a shortcut that never matched would pass those).
+    from sipedge.sip.message import _PLAIN_NAME_ADDR_RE, _PLAIN_URI_RE, _PLAIN_VIA_RE
+
+    assert _PLAIN_URI_RE.fullmatch("sip:12345101@203.0.113.9:5060;transport=udp")
+    assert _PLAIN_NAME_ADDR_RE.fullmatch('"Desk 101" <sip:12345101@pbx.example>;tag=a1b2')
+    assert _PLAIN_VIA_RE.fullmatch("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK776;rport")
+    # The head shortcut hands over its index: a head it read has one before any lookup.
+    assert _parse_head(REGISTER.partition(b"\r\n\r\n")[0])[1]._lookup is not None
 
 
 @PROPERTY
