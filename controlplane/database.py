@@ -34,10 +34,13 @@ def init_app(app):
         sip_server=app.config["SIP_SERVER"],
         box=SecretBox(secret_keys(app.config)),
     )
+    sessions = make_sessionmaker(engine, platform)
+    notifier = Notifier(engine)
+    notifier.watch(sessions)  # a commit that wrote the outbox wakes this worker's long-polls
     app.extensions["trunkline"] = {
         "engine": engine,
-        "sessions": make_sessionmaker(engine, platform),
-        "notifier": Notifier(engine),
+        "sessions": sessions,
+        "notifier": notifier,
         # Long-polls one worker holds at once; the rest of its threads serve the API.
         "longpoll_slots": threading.BoundedSemaphore(app.config["LONGPOLL_SLOTS"]),
     }

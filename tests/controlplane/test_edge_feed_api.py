@@ -6,6 +6,8 @@ import time
 
 import pytest
 
+from tenants.feed import current_version
+from tenants.scope import platform_principal
 from tests.helpers import ApiClient
 
 
@@ -172,3 +174,122 @@ def test_a_bad_auth_event_is_named_by_its_place_in_the_batch(edge):
     response = edge.post("/edge/events", {"batch_id": "b", "events": events})
     assert response.status_code == 422
     assert "events.1.address" in response.get_json()["errors"]["json"]
+
+
+# --- wake-ups: the notifier of each worker ------------------------------------------------
+
+
+def _wait_in_thread(notifier, version, timeout=30):
+    result = {}
+    waiter = threading.Thread(
+        target=lambda: result.setdefault("woken", notifier.wait_beyond(version, timeout)))
+    waiter.start()
+    return waiter, result
+
+
+def test_a_commit_wakes_long_polls_in_its_own_worker_without_the_watcher(
+        api, app, edge, monkeypatch):
+    from controlplane.feed import Notifier
+
+    # No poll thread and no LISTEN: only the commit itself can wake the long-poll.
+    monkeypatch.setattr(Notifier, "_ensure_started", lambda self: None)
+    tenant = api.tenant()
+    api.extension(tenant["trunk_number"])
+    start = api.ok(edge.get("/edge/changes?after=0&wait=0"), 200)["version"]
+    result = {}
+
+    def poll():
+        client = ApiClient(app.test_client(), edge.token)
+        result["response"] = client.get(f"/edge/changes?after={start}&wait=40")
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(0.3)
+    api.ok(api.post(f"/tenants/{tenant['trunk_number']}/extensions/101/sip-credentials/rotate"))
+    waiter.join(timeout=35)
+    assert not waiter.is_alive()
+    body = result["response"].get_json()
+    assert [c["key"] for c in body["changes"]] == [tenant["trunk_number"] + "101"]
+
+
+def test_an_auth_failure_batch_that_bans_wakes_long_polls_in_its_worker(
+        api, app, edge, monkeypatch):
+    from controlplane.feed import Notifier
+
+    monkeypatch.setattr(Notifier, "_ensure_started", lambda self: None)
+    start = api.ok(edge.get("/edge/changes?after=0&wait=0"), 200)["version"]
+    result = {}
+
+    def poll():
+        client = ApiClient(app.test_client(), edge.token)
+        result["response"] = client.get(f"/edge/changes?after={start}&wait=40")
+
+    waiter = threading.Thread(target=poll)
+    waiter.start()
+    time.sleep(0.3)
+    policy = api.ok(api.get("/ban-policy"), 200)
+    failures = [{"type": "auth_failure", "address": "203.0.113.9", "user_id": f"u{i}",
+                 "reason": "wrong_password"} for i in range(policy["max_retry"])]
+    api.ok(edge.post("/edge/events", {"batch_id": "b-1", "events": failures}), 200)
+    waiter.join(timeout=35)
+    assert not waiter.is_alive()
+    body = result["response"].get_json()
+    assert [c["kind"] for c in body["changes"]] == ["ban"]
+
+
+def test_commits_without_outbox_entries_or_that_failed_wake_no_one(app, monkeypatch):
+    from sqlalchemy import event
+
+    from controlplane.feed import Notifier
+    from tenants.models import Tenant
+    from tenants.outbox import record_change
+    from tenants.services.api_keys import create_api_key
+
+    monkeypatch.setattr(Notifier, "_ensure_started", lambda self: None)
+    ext = app.extensions["trunkline"]
+    notifier, sessions = ext["notifier"], ext["sessions"]
+    with sessions() as s:
+        create_api_key(s, platform_principal("test"), role="platform", name="no outbox")
+        version = current_version(s)
+    assert not notifier.wait_beyond(version, 0)
+
+    def fail(_session):
+        raise RuntimeError("the commit fails after the outbox was written")
+
+    with sessions() as s:
+        s.info["principal"] = platform_principal("test")
+        tenant = Tenant(name="Rolled back", trunk_number="55555")
+        s.add(tenant)
+        record_change(s, "tenant", tenant)
+        event.listen(s, "before_commit", fail)
+        with pytest.raises(RuntimeError):
+            s.commit()
+        s.rollback()
+        event.remove(s, "before_commit", fail)
+        s.commit()  # nothing new: the failed commit's versions must not be published now
+    assert not notifier.wait_beyond(version, 0)
+
+
+def test_a_worker_learns_of_another_workers_commit(api, app, db_url):
+    """The watcher thread (data_version poll on SQLite, LISTEN on PostgreSQL) wakes a
+    notifier that did not see the commit itself, as in another gunicorn worker."""
+    from controlplane.feed import Notifier
+    from tests.conftest import engine_for
+
+    tenant = api.tenant()
+    other = Notifier(engine_for(db_url))
+    try:
+        with app.extensions["trunkline"]["sessions"]() as s:
+            version = current_version(s)
+        waiter, result = _wait_in_thread(other, version)
+        time.sleep(0.3)
+        api.ok(api.post(f"/tenants/{tenant['trunk_number']}/extensions",
+                        {"number": "101", "name": "Desk"}), 201)
+        waiter.join(timeout=35)
+        assert not waiter.is_alive() and result["woken"] is True
+        # Idle again, then a commit while nobody waits: the next wait learns of it at once.
+        api.ok(api.post(f"/tenants/{tenant['trunk_number']}/extensions",
+                        {"number": "102", "name": "Desk 2"}), 201)
+        assert other.wait_beyond(version + 1, 30)
+    finally:
+        other.stop()
