@@ -12,7 +12,12 @@ that tenant's snapshot.
 
 Events go out in batches, each with a batch id the control plane applies once. A batch that
 failed is sent again as it was (same id, same events) before any new event is taken; the
-core's bounded queue is what bounds memory while the control plane is down.
+core's bounded queue is what bounds memory while the control plane is down. Authentication
+failures go out at once (``wake``): when they come while a batch of failures is still on its
+way, a second batch takes them at once beside it instead of waiting for that answer (the
+fleet's ban must not wait for two round trips). Only batches whose order does not matter go
+side by side: failures and heartbeats; a batch of registrations or ring modes is answered
+before anything later is sent.
 
 The link speaks to the core only through: ``core.config`` (an EdgeConfig) and its
 ``begin_snapshot`` / ``add_snapshot_record``, ``core.snapshot_done(now)``,
@@ -44,6 +49,9 @@ MAX_BATCH = 5000  # the control plane's cap on events per batch
 MAX_ADDRESSES = 32  # ... and on addresses per heartbeat
 MAX_RETRY_AFTER = 300.0  # a Retry-After beyond this is taken as this
 RETRYABLE_4XX = {401, 408, 429}
+# Events whose batches may be applied in either order: failures count by their time, and
+# heartbeats come only from the main sender, one at a time.
+COMMUTING = frozenset({"auth_failure", "heartbeat"})
 
 
 class Backoff:
@@ -125,6 +133,12 @@ class ControlPlaneLink:
         self._need_snapshot = True
         self._reloads = {}  # trunk number -> version of its first reload entry not yet done
         self._batch = None  # the batch being delivered, kept as it is until it is
+        self._posting = None  # the main sender's batch while its POST is out
+        self._aside = None  # the batch of failures sent beside it, while its POST is out
+        self._aside_done = asyncio.Event()
+        self._aside_done.set()
+        self._held = []  # batches sent aside that failed: sent again, as they were, first
+        self._urgent = asyncio.Event()
         self._dirty = asyncio.Event()
         self._wake = asyncio.Event()
         self._writing = None  # the state file write in flight
@@ -173,7 +187,7 @@ class ControlPlaneLink:
             "changes_applied": self.changes_applied, "batches_sent": self.batches_sent,
             "events_sent": self.events_sent, "batches_dropped": self.batches_dropped,
             "events_dropped": self.events_dropped,
-            "batch_pending": len(self._batch["events"]) if self._batch else 0,
+            "batch_pending": sum(len(b["events"]) for b in self._pending_batches()),
         }
 
     # --- running ---
@@ -196,6 +210,7 @@ class ControlPlaneLink:
             async with asyncio.TaskGroup() as tasks:
                 tasks.create_task(self._follow_config(), name="sipedge.link.config")
                 tasks.create_task(self._send_events(), name="sipedge.link.events")
+                tasks.create_task(self._send_aside(), name="sipedge.link.events-aside")
                 tasks.create_task(self._keep_state(), name="sipedge.link.state")
         finally:
             self._task = None
@@ -425,7 +440,13 @@ class ControlPlaneLink:
         next_heartbeat = loop.time()  # at once: tells the control plane we are up
         while True:
             try:
+                if self._batch is None and self._held:
+                    self._batch = self._held.pop(0)
                 if self._batch is None:
+                    if self._aside is not None and not _commutes(self._aside):
+                        # Later events must not overtake it.
+                        await self._aside_done.wait()
+                        continue
                     # The heartbeat first: should it fail, no drained event is lost with it.
                     beat = self._heartbeat() if loop.time() >= next_heartbeat else None
                     room = self.batch_size - (beat is not None)
@@ -454,6 +475,42 @@ class ControlPlaneLink:
         """Events that must not wait for the next interval (authentication failures: the
         rest of the fleet should ban an attacker within milliseconds)."""
         self._wake.set()
+        self._urgent.set()
+
+    async def _send_aside(self):
+        """Urgent events that come while the main sender waits for the answer to a batch of
+        failures go out at once in a batch of their own, beside it. A batch that fails here
+        is handed to the main sender, which sends it again, as it was, before new events."""
+        while True:
+            await self._urgent.wait()
+            self._urgent.clear()
+            posting = self._posting
+            # Idle, the main sender takes the events itself at once (wake() woke it too).
+            if posting is None or self._held or not _commutes(posting):
+                continue
+            events = list(self.core.drain_events(self.batch_size))
+            if not events:
+                continue
+            batch = {"batch_id": uuid.uuid4().hex, "events": events}
+            self._aside_done.clear()
+            try:
+                while batch is not None:
+                    self._aside = batch
+                    batch = await self._post(batch)
+            except BaseException as exc:
+                self._held.append(batch)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the final flush sends it
+                self.connected = False
+                _log(logging.WARNING, "control plane exchange failed; the batch goes again",
+                     part="events", batch_id=batch["batch_id"], error=_describe(exc))
+                self._wake.set()  # the main sender takes it on (and backs off if it fails)
+            finally:
+                self._aside = None
+                self._aside_done.set()
+
+    def _pending_batches(self):
+        return [b for b in (self._batch, self._aside, *self._held) if b]
 
     async def _idle(self, seconds):
         try:
@@ -470,7 +527,18 @@ class ControlPlaneLink:
     async def _deliver(self):
         """POST the current batch. Returns None when done with it (delivered or given up
         on), else how long to wait before sending the very same batch again."""
-        batch = self._batch
+        self._posting = self._batch
+        try:
+            rest = await self._post(self._batch)
+        finally:
+            self._posting = None
+        self._batch = rest
+        return None if rest is None else 0.0
+
+    async def _post(self, batch):
+        """POST one batch. Returns None when done with it (delivered or given up on), or
+        the batch to send next in its place (the rest of a batch some events of which were
+        rejected). Raises when the very same batch must be sent again."""
         try:
             response = await self._client.post(f"{self.base_url}{API}/events", json=batch,
                                                headers=self._headers, timeout=self._timeout)
@@ -482,7 +550,6 @@ class ControlPlaneLink:
             return self._reject(batch, exc, response)
         self._connected()
         self._events_backoff.reset()
-        self._batch = None
         self.batches_sent += 1
         self.events_sent += len(batch["events"])
         result = _json_or_none(response) or {}
@@ -499,14 +566,13 @@ class ControlPlaneLink:
         events = batch["events"]
         bad = _bad_event_indexes(response, len(events)) if exc.status == 422 else set()
         if bad and len(bad) < len(events):
-            self._batch = {"batch_id": uuid.uuid4().hex,
-                           "events": [e for i, e in enumerate(events) if i not in bad]}
+            rest = {"batch_id": uuid.uuid4().hex,
+                    "events": [e for i, e in enumerate(events) if i not in bad]}
             self.events_dropped += len(bad)
             _log(logging.ERROR, "control plane rejected events; dropped them, sending the rest",
                  status=exc.status, batch_id=batch["batch_id"], dropped=len(bad),
                  types=sorted({events[i].get("type", "?") for i in bad}), error=exc.message)
-            return 0.0
-        self._batch = None
+            return rest
         self.batches_dropped += 1
         self.events_dropped += len(events)
         _log(logging.ERROR, "control plane rejected an event batch; dropped it",
@@ -520,7 +586,9 @@ class ControlPlaneLink:
             return
         try:
             async with asyncio.timeout(timeout):
-                for _ in range(2):
+                for _ in range(2 + len(self._held)):
+                    if self._batch is None and self._held:
+                        self._batch = self._held.pop(0)
                     if self._batch is None:
                         events = list(self.core.drain_events(self.batch_size))
                         if not events:
@@ -531,7 +599,7 @@ class ControlPlaneLink:
                         return
         except Exception as exc:  # noqa: BLE001 - stopping anyway
             _log(logging.WARNING, "events left undelivered at stop",
-                 events=len(self._batch["events"]) if self._batch else 0,
+                 events=sum(len(b["events"]) for b in self._pending_batches()),
                  error=_describe(exc))
 
     # --- answers ---
@@ -575,6 +643,11 @@ class ControlPlaneLink:
             log.error("unexpected error in the link (%s); retrying in %.3f s", what, delay,
                       exc_info=True)
         return delay
+
+
+def _commutes(batch):
+    """May this batch be applied before or after another? (see COMMUTING)"""
+    return all(e.get("type") in COMMUTING for e in batch["events"])
 
 
 def _expected(exc):

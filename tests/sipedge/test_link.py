@@ -465,6 +465,97 @@ def test_a_wake_sends_queued_events_without_waiting_for_the_interval():
     assert cp.posted()[1]["events"][0]["address"] == "192.0.2.66"
 
 
+def registration(user_id="12345101"):
+    return {"type": "registration", "at": "2026-11-28T12:00:00+00:00", "user_id": user_id,
+            "contact": f"<sip:{user_id}@192.0.2.9:5060>", "source_address": "192.0.2.9",
+            "source_port": 5060, "transport": "udp", "expires": 60}
+
+
+def held_answer(release):
+    """An events answer that waits for `release` (the control plane deciding slowly)."""
+    async def answer(_request):
+        await release.wait()
+        return httpx.Response(200, json={"duplicate": False, "applied": 1, "ignored": []})
+    return answer
+
+
+def test_a_failure_while_a_batch_of_failures_is_on_its_way_goes_out_beside_it():
+    core, cp = FakeCore(), ControlPlane()
+    link = make_link(core, cp, events_interval=30.0)
+    release = asyncio.Event()
+
+    async def attack():
+        while link.batches_sent < 1:  # the first heartbeat is out; now the link idles
+            await asyncio.sleep(0.002)
+        cp.script["events"] = [held_answer(release)]
+        core.queue.append(auth_failure("192.0.2.66"))
+        link.wake()
+        while len(cp.posted()) < 2:
+            await asyncio.sleep(0.002)
+        core.queue.append(auth_failure("192.0.2.66"))  # the deciding one, say
+        link.wake()
+        while len(cp.posted()) < 3:
+            await asyncio.sleep(0.002)
+        release.set()
+
+    # The second failure is posted while the first batch still waits for its answer.
+    drive(link, lambda: link.events_sent >= 3, timeout=2.0, during=attack)
+    posted = cp.posted()
+    assert [len(b["events"]) for b in posted[1:3]] == [1, 1]
+    assert posted[1]["batch_id"] != posted[2]["batch_id"]
+    assert link.batches_sent == 3 and link.status()["batch_pending"] == 0
+
+
+def test_nothing_goes_beside_a_batch_whose_order_matters():
+    core, cp = FakeCore(), ControlPlane()
+    link = make_link(core, cp, events_interval=30.0)
+    release = asyncio.Event()
+
+    async def attack():
+        while link.batches_sent < 1:
+            await asyncio.sleep(0.002)
+        cp.script["events"] = [held_answer(release)]
+        core.queue.append(registration())
+        link.wake()
+        while len(cp.posted()) < 2:
+            await asyncio.sleep(0.002)
+        core.queue.append(auth_failure("192.0.2.66"))
+        link.wake()
+        await asyncio.sleep(0.05)
+        assert len(cp.posted()) == 2  # the failure waits for the registration's answer
+        release.set()
+
+    drive(link, lambda: link.events_sent >= 3, timeout=2.0, during=attack)
+    assert [b["events"][0]["type"] for b in cp.posted()[1:]] == ["registration",
+                                                                  "auth_failure"]
+
+
+def test_a_batch_sent_beside_that_failed_goes_again_as_it_was():
+    core, cp = FakeCore(), ControlPlane()
+    link = make_link(core, cp, events_interval=30.0)
+    release = asyncio.Event()
+
+    async def attack():
+        while link.batches_sent < 1:
+            await asyncio.sleep(0.002)
+        cp.script["events"] = [held_answer(release), httpx.Response(503)]
+        core.queue.append(auth_failure("192.0.2.66"))
+        link.wake()
+        while len(cp.posted()) < 2:
+            await asyncio.sleep(0.002)
+        core.queue.append(auth_failure("192.0.2.67"))
+        link.wake()
+        while len(cp.posted()) < 3:  # the one beside it, answered 503
+            await asyncio.sleep(0.002)
+        core.queue.append(registration())  # later: must go after the failed batch
+        release.set()
+
+    drive(link, lambda: link.events_sent >= 3, timeout=2.0, during=attack)
+    posted = cp.posted()
+    assert posted[3] == posted[2]  # the same id, the same events
+    assert [b["events"][0]["type"] for b in posted[4:]] in ([], ["registration"])
+
+
 def test_stop_delivers_what_is_queued():
     core, cp = FakeCore(), ControlPlane()
     link = make_link(core, cp, events_interval=10.0)
