@@ -15,11 +15,15 @@ and a capped summary. Quiet rows are purged. Time is always passed in (``at``/``
 """
 
 import datetime as dt
+import json
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_network
 
-from sqlalchemy import Integer, bindparam, cast, delete, exists, func, insert, or_, select, update
+from sqlalchemy import (
+    Integer, String, any_, bindparam, cast, delete, exists, func, or_, select, text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import selectinload
@@ -175,6 +179,30 @@ _REGISTRATIONS = SourceRegistration.__table__
 _WINDOW_COLUMNS = ("source", "recent", "failures", "first_at", "last_at", "user_ids", "edges",
                    "reasons", "tenant_ids", "unattributed")
 
+_JSON_COLUMNS = ("recent", "user_ids", "edges", "reasons", "tenant_ids")
+_PG_PLACEHOLDERS = text(
+    "INSERT INTO failure_windows (source, recent, failures, first_at, last_at, user_ids,"
+    " edges, reasons, tenant_ids, unattributed)"
+    " SELECT s, '[]', 0, :at, :at, '[]', '[]', '{}', '[]', false"
+    " FROM unnest(CAST(:sources AS varchar[])) AS s ORDER BY s"
+    " ON CONFLICT (source) DO NOTHING"
+).bindparams(bindparam("at", type_=FailureWindow.__table__.c.first_at.type))
+# The batch's rows as one JSON document: one statement, and no per-element array escaping.
+_PG_UPDATE = text(
+    "UPDATE failure_windows AS w SET recent = v.recent, failures = v.failures,"
+    " first_at = v.first_at, last_at = v.last_at, user_ids = v.user_ids, edges = v.edges,"
+    " reasons = v.reasons, tenant_ids = v.tenant_ids, unattributed = v.unattributed"
+    " FROM json_to_recordset(CAST(:rows AS json)) AS v(source varchar, recent json,"
+    " failures integer, first_at timestamptz, last_at timestamptz, user_ids json, edges json,"
+    " reasons json, tenant_ids json, unattributed boolean)"
+    " WHERE w.source = v.source"
+)
+_SQLITE_COLUMNS = (*_JSON_COLUMNS, "failures", "first_at", "last_at", "unattributed")
+_SQLITE_INSERT = (f"INSERT INTO failure_windows ({', '.join(_SQLITE_COLUMNS)}, source)"
+                  f" VALUES ({', '.join('?' * (len(_SQLITE_COLUMNS) + 1))})")
+_SQLITE_UPDATE = (f"UPDATE failure_windows SET {', '.join(f'{c} = ?' for c in _SQLITE_COLUMNS)}"
+                  " WHERE source = ?")
+
 
 class _Window:
     """One source's failure window while a batch is applied to it."""
@@ -253,6 +281,8 @@ def apply_auth_events(session, events, *, names=None):
             source = source_of(event.address, policy.ipv6_prefix, field=f"{name}.address")
         if not isinstance(event.user_id, str) or not 0 < len(event.user_id) <= 64:
             raise Invalid(f"{name}.user_id", "a SIP user ID of 1 to 64 characters")
+        if not isinstance(event.at, dt.datetime) or event.at.utcoffset() is None:
+            raise Invalid(f"{name}.at", "a time with its time zone")
         if isinstance(event, Failure) and event.reason not in COUNTED_REASONS | IGNORED_REASONS:
             raise Invalid(f"{name}.reason", "one of " + ", ".join(
                 sorted(COUNTED_REASONS | IGNORED_REASONS)))
@@ -303,17 +333,16 @@ def _load_batch(session, policy, prepared, by_source):
             counted[source] = counted.get(source, 0) + 1
     failing = sorted(counted)
     postgresql = session.get_bind().dialect.name == "postgresql"
+    now = prepared[0][1].at
     if failing and postgresql:
         # Create missing rows first, then lock them all in one order: concurrent batches
-        # from several edges neither deadlock nor lose an update. One cached statement for
-        # many rows (a VALUES list built per batch would be compiled anew every time).
-        now = prepared[0][1].at
-        session.execute(pg_insert(_WINDOWS).on_conflict_do_nothing(index_elements=["source"]),
-                        [_new_window(s, now).row() for s in failing])
+        # from several edges neither deadlock nor lose an update.
+        session.execute(_PG_PLACEHOLDERS, {"sources": failing, "at": now})
     # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
     for row in session.execute(
         select(*(_WINDOWS.c[name] for name in _WINDOW_COLUMNS))
-        .where(_WINDOWS.c.source.in_(sources)).order_by(_WINDOWS.c.source).with_for_update()
+        .where(_among(_WINDOWS.c.source, sources, postgresql))
+        .order_by(_WINDOWS.c.source).with_for_update()
     ):
         batch.windows[row[0]] = _Window(*row)
     now = prepared[0][1].at
@@ -321,13 +350,13 @@ def _load_batch(session, policy, prepared, by_source):
         if source not in batch.windows:
             batch.windows[source] = _new_window(source, now, stored=False)
     for source, user_id, until in session.execute(select(Ban.source, Ban.user_id, Ban.until).where(
-        Ban.source.in_(sources), Ban.lifted_at.is_(None), Ban.until > now
+        _among(Ban.source, sources, postgresql), Ban.lifted_at.is_(None), Ban.until > now
     )):
         key = (source, user_id)
         batch.active[key] = max(until, batch.active.get(key, until))
     for source, user_id, valid_until in session.execute(
         select(_REGISTRATIONS.c.source, _REGISTRATIONS.c.user_id, _REGISTRATIONS.c.valid_until)
-        .where(_REGISTRATIONS.c.source.in_(sources))
+        .where(_among(_REGISTRATIONS.c.source, sources, postgresql))
     ):
         batch.registrations.setdefault(source, {})[user_id] = valid_until
     # Offenders of the sources this batch may ban (a ban needs max_retry recent failures):
@@ -339,9 +368,18 @@ def _load_batch(session, policy, prepared, by_source):
             keys.add(source)
             keys.update(f"{source}|{prepared[i][1].user_id}" for i in by_source[source])
     if keys:
-        for offender in session.scalars(select(Offender).where(Offender.key.in_(sorted(keys)))):
+        for offender in session.scalars(select(Offender).where(
+                _among(Offender.key, sorted(keys), postgresql))):
             batch.offenders[offender.key] = offender
     return batch
+
+
+def _among(column, values, postgresql):
+    """column IN values, as one cached statement whatever the number of values: on
+    PostgreSQL an array parameter (an IN list of a new length is a new query to parse)."""
+    if postgresql:
+        return column == any_(bindparam(None, values, type_=ARRAY(String)))
+    return column.in_(values)
 
 
 def _new_window(source, at, stored=True):
@@ -350,14 +388,27 @@ def _new_window(source, at, stored=True):
 
 def _write_batch(session, batch):
     """The batch's changes to windows and registrations: one executemany per statement."""
-    postgresql = session.get_bind().dialect.name == "postgresql"
+    dialect = session.get_bind().dialect
+    postgresql = dialect.name == "postgresql"
     changed = [w for w in batch.windows.values() if w.changed]
-    new = [w.row() for w in changed if not w.stored]
-    if new:
-        session.execute(insert(_WINDOWS), new)
-    updated = [{**w.row(), "key": w.source} for w in changed if w.stored]
-    if updated:
-        session.execute(update(_WINDOWS).where(_WINDOWS.c.source == bindparam("key")), updated)
+    if postgresql and changed:
+        # One statement for the whole batch, its rows as arrays (all of them exist: see the
+        # placeholders in _load_batch).
+        session.execute(_PG_UPDATE, {"rows": json.dumps([
+            {**w.row(), "first_at": w.first_at.isoformat(), "last_at": w.last_at.isoformat()}
+            for w in changed])})
+    elif changed:
+        # The DB-API's executemany with the column types' own conversions: the rows of one
+        # batch in one call, without a bind-processing pass per row and column.
+        stamp = _WINDOWS.c.last_at.type.dialect_impl(dialect).bind_processor(dialect)
+        to_json = _WINDOWS.c.recent.type.dialect_impl(dialect).bind_processor(dialect)
+        conn = session.connection()
+        for stored, sql in ((False, _SQLITE_INSERT), (True, _SQLITE_UPDATE)):
+            rows = [(*(to_json(getattr(w, name)) for name in _JSON_COLUMNS), w.failures,
+                     stamp(w.first_at), stamp(w.last_at), w.unattributed, w.source)
+                    for w in changed if w.stored is stored]
+            if rows:
+                conn.exec_driver_sql(sql, rows)
     if batch.registered:
         insert_ = (pg_insert if postgresql else sqlite_insert)(_REGISTRATIONS)
         # The later of two expiries, also against a concurrent batch's success.
