@@ -59,6 +59,9 @@ class _EdgeCollector:
         yield CounterMetricFamily("sipedge_tcp_reclaimed",
                                   "TCP connections without a message closed at the cap to "
                                   "admit a new one", value=server.tcp_reclaimed)
+        yield CounterMetricFamily("sipedge_udp_answers_dropped",
+                                  "UDP answers dropped because the send buffer was full",
+                                  value=sum(udp.send_dropped for udp in server._udp))
         yield CounterMetricFamily("sipedge_errors", "Messages that failed in the edge",
                                   value=server.errors)
         yield CounterMetricFamily("sipedge_events_dropped",

@@ -161,6 +161,36 @@ def test_udp_keepalives_are_ignored_and_requests_answered():
     run(scenario())
 
 
+def test_a_burst_of_datagrams_larger_than_a_batch_is_all_answered():
+    # The UDP socket is drained UDP_BATCH datagrams per wake-up: a burst of several
+    # batches, queued before the edge reads any, must all be answered, in order.
+    from sipedge.shell import UDP_BATCH
+
+    count = 3 * UDP_BATCH + 5
+
+    async def scenario():
+        server = await started()
+        try:
+            loop = asyncio.get_running_loop()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                udp.bind(("127.0.0.2", 0))
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+                target = ("127.0.0.1", port_of(server, "udp"))
+                for n in range(count):  # blocking sends: the edge reads none meanwhile
+                    udp.sendto(options(n).replace(b"TCP", b"UDP"), target)
+                udp.setblocking(False)
+                replies = [await asyncio.wait_for(loop.sock_recv(udp, 65535), 5)
+                           for _ in range(count)]
+            assert all(reply.startswith(b"SIP/2.0 200") for reply in replies)
+            assert [reply.split(b"Call-ID: ")[1].split(b"\r\n")[0] for reply in replies] == [
+                b"c%d" % n for n in range(count)]
+            assert b"sipedge_udp_answers_dropped_total 0.0" in render_metrics(server)
+        finally:
+            await server.stop()
+
+    run(scenario())
+
+
 def test_metrics_are_served_in_prometheus_text_format():
     async def scenario():
         core = EdgeCore(nonce_secrets=[b"s" * 32], realm="sip.test")
