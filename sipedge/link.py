@@ -513,10 +513,14 @@ class ControlPlaneLink:
         return [b for b in (self._batch, self._aside, *self._held) if b]
 
     async def _idle(self, seconds):
-        try:
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        except asyncio.TimeoutError:
-            pass
+        # asyncio.timeout, not wait_for: no task of its own, so a wake resumes the sender
+        # in the loop's next round.
+        if not self._wake.is_set():
+            try:
+                async with asyncio.timeout(seconds):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
         self._wake.clear()
 
     def _heartbeat(self):
