@@ -4,6 +4,7 @@
     source scripts/bootstrap bench                  # SIPp and Kamailio, when missing
     .venv/bin/python bench/sip_bench.py            # the issue's size; rewrites its section
     .venv/bin/python bench/sip_bench.py --quick    # 100 users, short steps: prints only
+    .venv/bin/python bench/sip_bench.py --phases bans --render-bans   # section 3 alone
 
 Setup: a scratch SQLite database migrated by `controlplane db upgrade`, a platform key from
 `controlplane api-key create`, `controlplane serve` (gunicorn, deploy/gunicorn.conf.py) on a
@@ -21,7 +22,9 @@ started as `python -m sipedge run` processes. Then:
    1,000, as the link and the shell do. The bindings' bytes: every object reachable from
    the registrar and the core's indexes of bindings (sys.getsizeof, each object once, by
    type); and the process's RSS growth.
-2. **ban propagation**: three edges. From an attacker address of 127.0.0.0/8 (a fresh one
+2. **ban propagation**, once per control plane database (`--control-plane-db`: SQLite, and
+   PostgreSQL in a scratch database beside TRUNKLINE_BENCH_POSTGRES_URL, dropped at the
+   end): three edges. From an attacker address of 127.0.0.0/8 (a fresh one
    per trial), wrong-password REGISTERs (an MD5 digest computed with a wrong password) to
    edge 1 up to the policy's max_retry-th failure; from the moment its 403 came back,
    OPTIONS from the same address to all three edges every ~2 ms until none has answered
@@ -88,6 +91,10 @@ PROBE_INTERVAL = 0.002
 PROBE_QUIET = 0.1  # an edge that has not answered for this long has dropped the address
 PROBE_LIMIT = 5.0  # seconds a trial probes at most
 ATTACKER_NET = "127.0.0."  # attackers are 127.0.0.101, .102, ... (never the edges' .1)
+PG_ADMIN_URL = os.environ.get("TRUNKLINE_BENCH_POSTGRES_URL",
+                              "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+BACKENDS = ("sqlite", "postgresql")
+BACKEND_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
 
 
 @dataclass(frozen=True)
@@ -223,17 +230,41 @@ def terminate(proc, timeout=20):
 # --- the control plane and its data ---------------------------------------------------------
 
 
-class Platform:
-    """A control plane on a scratch SQLite database, with one tenant of `users` extensions."""
+def scratch_postgres_database(processes):
+    """An empty database beside PG_ADMIN_URL, dropped when `processes` stop (after the
+    control plane using it, which is registered later). Returns its URL."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
 
-    def __init__(self, workdir, processes, users):
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    name = f"trunkline_sip_bench_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop():
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    processes.add("scratch PostgreSQL database", None, drop)
+    return make_url(PG_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
+
+
+class Platform:
+    """A control plane on a scratch database (SQLite in `workdir`, or the PostgreSQL
+    database at `database_url`), with one tenant of `users` extensions."""
+
+    def __init__(self, workdir, processes, users, database_url=None):
         from api_bench import controlplane, new_http_session
         from tenants.crypto import SecretBox
 
         self.workdir, self.processes = workdir, processes
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.database_url = database_url or f"sqlite:///{workdir / 'controlplane.db'}"
+        self.backend = "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("CONTROLPLANE_")}
         self.env.update({
-            "CONTROLPLANE_DATABASE_URL": f"sqlite:///{workdir / 'controlplane.db'}",
+            "CONTROLPLANE_DATABASE_URL": self.database_url,
             "CONTROLPLANE_DATA_DIR": str(workdir),
             "CONTROLPLANE_SECRET_KEYS": SecretBox.generate_key(),
             "CONTROLPLANE_LOG_LEVEL": "warning",
@@ -624,6 +655,7 @@ def probe_until_dropped(sock, edges, t0, trial):
 
 
 def phase_bans(platform, workdir, processes, size):
+    workdir.mkdir(parents=True, exist_ok=True)
     policy = platform.ban_policy()
     max_retry = int(policy["max_retry"])
     # Debug logs: edge 1 logs each event batch delivered (its POST returned: the control
@@ -671,6 +703,7 @@ def phase_bans(platform, workdir, processes, size):
     fleet_bans = bans if isinstance(bans, list) else bans.get("items", bans)
     all_times = [t["all"] for t in trials if t.get("all") is not None]
     return {
+        "backend": platform.backend,
         "policy": policy, "trials": trials, "all": summary(all_times),
         "edge2": summary([t["per_edge"][1] for t in trials
                           if t.get("per_edge") and t["per_edge"][1] is not None]),
@@ -1354,50 +1387,7 @@ def section(results, size, facts, started_at, args):
         "",
     ]
     # 3. bans
-    b = bans
-    policy = b["policy"]
-    lines += [
-        "### 3. Deciding failure → address dropped by all of 3 edges",
-        "",
-        f"Control plane and 3 edges as processes; ban policy: {policy['max_retry']} failures "
-        f"within {policy['find_time']} s. Per trial a fresh attacker address "
-        f"({ATTACKER_NET}101 and up) sends {policy['max_retry']} wrong-password REGISTERs "
-        "(a 401, then a digest of a wrong password, answered 403) to edge 1; from the moment "
-        f"the deciding 403 came back, OPTIONS from the same address to all three edges every "
-        f"{PROBE_INTERVAL * 1000:.0f} ms until none has answered for {PROBE_QUIET * 1000:.0f} ms. "
-        "An edge's time is the send time of its first unanswered probe after its last "
-        "answered one; a trial's is the last edge's.",
-        "",
-        "| | n | p50 (ms) | p99 (ms) | max (ms) |",
-        "|---|---|---|---|---|",
-    ]
-    for label, key in (("edge 1 (saw the failures): probes unanswered after", "edge1"),
-                       ("edge 2: probes unanswered after", "edge2"),
-                       ("edge 3: probes unanswered after", "edge3"),
-                       ("**all 3 edges**", "all"),
-                       ("where it goes (edges' logs, ms resolution): deciding 403 → edge 1's "
-                        "event batch POST answered (the control plane has decided)", "decided"),
-                       ("… then → edge 2 / edge 3 logged the change batch applied "
-                        "(both edges pooled)", "fanout")):
-        s = b.get(key) or summary([])
-        lines.append(f"| {label} | {s['n']} | {ms(s['p50'])} | "
-                     + (f"**{ms(s['p99'])}**" if key == "all" else ms(s["p99"]))
-                     + f" | {ms(s['max'])} |")
-    lines.append("")
-    if b["all"]["n"] and b["all"]["n"] < 100:
-        lines.append(f"(With {b['all']['n']} trials, the p99 is the largest value: nearest "
-                     "rank.)")
-        lines.append("")
-    lines.append(
-        f"Trials: {len(b['trials'])}; not dropped everywhere within {PROBE_LIMIT:.0f} s: "
-        f"{b['never']}; unexpected answers to the failures: {b['errors']}; fleet bans "
-        f"listed by `GET /bans` afterwards: {b['fleet_bans']}.")
-    p99 = b["all"]["p99"]
-    lines.append("")
-    lines.append(f"**Target (p99 under 100 ms): "
-                 f"{'met' if p99 == p99 and p99 < 0.1 else 'NOT met'}** "
-                 f"(p99 {ms(p99)} ms).")
-    lines.append("")
+    lines += bans_text(bans)
     lines += [
         "Rerun:",
         "",
@@ -1411,6 +1401,70 @@ def section(results, size, facts, started_at, args):
         "",
     ]
     return "\n".join(lines)
+
+
+BAN_ROWS = (("edge 1 (saw the failures): probes unanswered after", "edge1"),
+            ("edge 2: probes unanswered after", "edge2"),
+            ("edge 3: probes unanswered after", "edge3"),
+            ("**all 3 edges**", "all"),
+            ("where it goes (edges' logs, ms resolution): deciding 403 → edge 1's "
+             "event batch POST answered (the control plane has decided)", "decided"),
+            ("… then → edge 2 / edge 3 logged the change batch applied "
+             "(both edges pooled)", "fanout"))
+
+
+def bans_text(bans):
+    """Section 3, one column group per control plane database (results of one run, or of
+    an older run that measured SQLite alone)."""
+    runs = bans["backends"] if "backends" in bans else {bans.get("backend", "sqlite"): bans}
+    names = [BACKEND_NAMES.get(k, k) for k in runs]
+    first = next(iter(runs.values()))
+    policy = first["policy"]
+    lines = [
+        "### 3. Deciding failure → address dropped by all of 3 edges",
+        "",
+        "Control plane and 3 edges as processes, "
+        + (f"once with the control plane on {' and once on '.join(names)} (each time a "
+           "fresh database, control plane and edges)" if len(names) > 1
+           else f"the control plane on {names[0]}")
+        + f"; ban policy: {policy['max_retry']} failures "
+        f"within {policy['find_time']} s. Per trial a fresh attacker address "
+        f"({ATTACKER_NET}101 and up) sends {policy['max_retry']} wrong-password REGISTERs "
+        "(a 401, then a digest of a wrong password, answered 403) to edge 1; from the moment "
+        f"the deciding 403 came back, OPTIONS from the same address to all three edges every "
+        f"{PROBE_INTERVAL * 1000:.0f} ms until none has answered for {PROBE_QUIET * 1000:.0f} ms. "
+        "An edge's time is the send time of its first unanswered probe after its last "
+        "answered one; a trial's is the last edge's.",
+        "",
+        "| | " + " | ".join(f"{n}: n | p50 (ms) | p99 (ms) | max (ms)" for n in names) + " |",
+        "|---|" + "---|---|---|---|" * len(names),
+    ]
+    for label, key in BAN_ROWS:
+        cells = []
+        for b in runs.values():
+            s = b.get(key) or summary([])
+            p99 = f"**{ms(s['p99'])}**" if key == "all" else ms(s["p99"])
+            cells.append(f"{s['n']} | {ms(s['p50'])} | {p99} | {ms(s['max'])}")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    counts = sorted({b["all"]["n"] for b in runs.values() if b["all"]["n"]})
+    if counts and counts[-1] < 100:
+        lines.append(f"(With {' or '.join(map(str, counts))} trials, the p99 is the largest "
+                     "value: nearest rank.)")
+        lines.append("")
+    for name, b in zip(names, runs.values()):
+        lines.append(
+            f"{name}: trials {len(b['trials'])}; not dropped everywhere within "
+            f"{PROBE_LIMIT:.0f} s: {b['never']}; unexpected answers to the failures: "
+            f"{b['errors']}; fleet bans listed by `GET /bans` afterwards: {b['fleet_bans']}.")
+        lines.append("")
+    for name, b in zip(names, runs.values()):
+        p99 = b["all"]["p99"]
+        met = p99 == p99 and p99 < 0.1 and not b["never"]
+        lines.append(f"**Target (p99 under 100 ms) on {name}: {'met' if met else 'NOT met'}** "
+                     f"(p99 {ms(p99)} ms).")
+        lines.append("")
+    return lines
 
 
 FINDINGS = """
@@ -1529,6 +1583,15 @@ def parse_args(argv=None):
     p.add_argument("--users", type=int, help="extensions created (default 2000; quick 100)")
     p.add_argument("--phases", default="bans,rates,memory",
                    help="comma-separated: bans, rates, memory (default all)")
+    p.add_argument("--control-plane-db", default="sqlite,postgresql",
+                   help="bans phase: the control plane's databases, run one after the other: "
+                        "sqlite, postgresql (a scratch database beside "
+                        "TRUNKLINE_BENCH_POSTGRES_URL; default both)")
+    p.add_argument("--ban-trials", type=int,
+                   help="bans phase: trials per database (default 20; quick 3)")
+    p.add_argument("--render-bans", action="store_true",
+                   help="print only section 3 (ban propagation) as Markdown, e.g. with "
+                        "--render-json or --phases bans; never writes the docs")
     p.add_argument("--kamailio-children", default="1,default",
                    help="Kamailio runs: UDP children counts, or 'default' (default: 1,default)")
     p.add_argument("--json", type=Path, help="also write the raw results here")
@@ -1545,7 +1608,17 @@ def parse_args(argv=None):
         if not 1 <= args.users <= 20_000:
             p.error("--users 1..20000")
         size = Size(**{**asdict(size), "users": args.users})
+    if args.ban_trials is not None:
+        if not 1 <= args.ban_trials <= 1000:
+            p.error("--ban-trials 1..1000")
+        size = Size(**{**asdict(size), "trials": args.ban_trials})
     args.size = size
+    dbs = [x.strip() for x in args.control_plane_db.split(",") if x.strip()]
+    if not dbs or set(dbs) - set(BACKENDS) or len(set(dbs)) != len(dbs):
+        p.error("--control-plane-db: sqlite, postgresql (comma-separated)")
+    args.control_plane_db = dbs
+    if args.render_bans:
+        args.write_docs = False
     args.phases = {x.strip() for x in args.phases.split(",") if x.strip()}
     if args.phases - {"bans", "rates", "memory"}:
         p.error("--phases: bans, rates, memory")
@@ -1581,7 +1654,8 @@ def run(args):
             log(f"memory: {size.bindings:,} bindings, in a child process meanwhile")
             memory = phase_memory(size)
             processes.add("memory child", memory, lambda: memory.poll() is None and memory.kill())
-        if args.phases & {"bans", "rates"}:
+        bans_on = args.control_plane_db if "bans" in args.phases else []
+        if "rates" in args.phases or "sqlite" in bans_on:
             log(f"control plane; {size.users:,} extensions through the API")
             platform = Platform(workdir, processes, size.users)
             results.update(users=len(platform.users), realm=platform.realm,
@@ -1592,12 +1666,30 @@ def run(args):
             m = results["memory"]
             log(f"  memory: {m['deep_bytes'] / max(m['bindings'], 1):,.0f} B per binding, "
                 f"{m['bindings']:,} bindings, {m['seconds']:.0f} s")
-        if "bans" in args.phases:
-            log(f"bans: {size.trials} trials, 3 edges")
-            results["bans"] = phase_bans(platform, workdir, processes, size)
-            s = results["bans"]["all"]
-            log(f"  all 3 edges: p50 {ms(s['p50'])} ms, p99 {ms(s['p99'])} ms, "
-                f"max {ms(s['max'])} ms")
+        if bans_on:
+            results["bans"] = {"backends": {}}
+            for backend in bans_on:
+                name = BACKEND_NAMES[backend]
+                bans_platform = platform
+                if backend != "sqlite":
+                    log(f"control plane on {name}; {size.users:,} extensions through the API")
+                    url = scratch_postgres_database(processes)
+                    bans_platform = Platform(workdir / backend, processes, size.users,
+                                             database_url=url)
+                    results.setdefault("users", len(bans_platform.users))
+                    results.setdefault("realm", bans_platform.realm)
+                    results.setdefault("create_seconds", bans_platform.create_seconds)
+                log(f"bans ({name}): {size.trials} trials, 3 edges")
+                try:
+                    out = phase_bans(bans_platform, workdir / f"bans-{backend}", processes, size)
+                finally:
+                    if bans_platform is not platform:  # its CPU is not the next phase's
+                        bans_platform.server.stop()
+                        bans_platform.close()
+                results["bans"]["backends"][backend] = out
+                s = out["all"]
+                log(f"  {name}, all 3 edges: p50 {ms(s['p50'])} ms, p99 {ms(s['p99'])} ms, "
+                    f"max {ms(s['max'])} ms")
         if "rates" in args.phases:
             log("registrations per second")
             results["rates"] = phase_rates(platform, workdir, processes, size, args)
@@ -1626,6 +1718,12 @@ def main(argv=None):
         results = run(args)
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=str))
+    if args.render_bans:
+        if "bans" not in results:
+            log("no bans results to render")
+            return 1
+        print("\n".join(bans_text(results["bans"])))
+        return 0
     if not {"rates", "bans", "memory"} <= set(results):
         print(json.dumps(results, indent=1, default=str))
         return 0
