@@ -383,7 +383,7 @@ class EdgeCore:
 
     def _authorization(self, request, realm):
         # Whole fields: credentials hold commas, so they are never split like list headers.
-        values = [v for n, v in request.headers if n == "Authorization"]
+        values = request.headers.get_all("Authorization")
         if not values:
             return None
         for value in values:

@@ -275,6 +275,10 @@ _CANONICAL_SPELLINGS = {
 }
 
 
+# Spelling -> the key fields are looked up by (the canonical name, lower-cased).
+_LOOKUP_KEYS = {spelling: name.lower() for spelling, name in _CANONICAL_SPELLINGS.items()}
+
+
 def _canonical_name(name: str) -> str:
     canonical = _CANONICAL_SPELLINGS.get(name)
     if canonical is not None:
@@ -346,8 +350,8 @@ class Headers:
 
     @staticmethod
     def _key(name: str) -> str:
-        canonical = _CANONICAL_SPELLINGS.get(name)
-        return (canonical or _canonical_name(name)).lower()
+        key = _LOOKUP_KEYS.get(name)
+        return key if key is not None else _canonical_name(name).lower()
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """The first value (for a list header, its first element: the top Via)."""
@@ -1339,5 +1343,13 @@ def make_response(
     if status == 100:
         # RFC 3261 §8.2.6.1: a 100 (Trying) echoes the request's Timestamp.
         fields.extend(("Timestamp", value) for value in index.get("timestamp", ()))
-    fields.extend(Headers(extra_headers)._fields)
+    for name, value in extra_headers:
+        canonical = _CANONICAL_SPELLINGS.get(name)
+        if canonical is None:
+            if not isinstance(name, str) or not _is_token(name):
+                raise ValueError(f"bad header name {name!r}")
+            canonical = _canonical_name(name)
+        if not isinstance(value, str) or "\r" in value or "\n" in value:
+            raise ValueError(f"bad value for header {name}")  # it would inject fields
+        fields.append((canonical, value))
     return Response(status, reason, Headers._trusted(fields), body)
