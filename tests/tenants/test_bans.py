@@ -483,3 +483,109 @@ class TestAuthFailures:
             fail(session, f"192.0.2.{i + 1}", when=i)
         reports, total = bans.list_auth_failures(session, ROOT, page=2, page_size=2, now=at(10))
         assert ([r.source for r in reports], total) == (["192.0.2.1"], 3)
+
+
+# --- batches: many failures of one source, several sources, concurrent edges --------------
+
+
+def ban_entries(session):
+    return session.scalars(select(OutboxEntry).where(OutboxEntry.kind == "ban")).all()
+
+
+def test_a_batch_of_many_failures_of_one_source_bans_once_at_the_nth(session):
+    events = [Failure("192.0.2.7", "12345101", "wrong_password", at(i)) for i in range(20)]
+    decisions = bans.record_auth_events(session, events)
+    assert [d.outcome for d in decisions] == ["recorded"] * 4 + ["banned"] + ["recorded"] * 15
+    [ban] = session.scalars(select(Ban)).all()
+    assert (ban.created_at, ban.failures, ban.offence) == (at(4), 5, 1)
+    assert [e.key for e in ban_entries(session)] == ["192.0.2.7"]
+    window = session.get(FailureWindow, "192.0.2.7")
+    assert window.failures == 20 and len(window.recent) == 15  # counted afresh after the ban
+
+
+def test_a_batch_spanning_several_sources_decides_each_alone(session):
+    bans.add_trusted_network(session, ROOT, cidr="203.0.113.0/24")
+    events = [Success("198.51.100.9", "12345102", at(0), at(3600))]
+    for i in range(5):  # interleaved in time, as an edge's batch is
+        events += [Failure("192.0.2.1", "12345101", "wrong_password", at(1 + i)),
+                   Failure("192.0.2.2", "12345101", "wrong_password", at(1 + i)) if i < 4 else
+                   Failure("192.0.2.2", "12345101", "stale_nonce", at(1 + i)),
+                   Failure("198.51.100.9", "12345101", "wrong_password", at(1 + i)),
+                   Failure("203.0.113.5", f"1234510{i}", "wrong_password", at(1 + i)),
+                   Failure("2001:db8:1:2::1" if i % 2 else "2001:db8:1:2::2", f"9999{i}",
+                           "unknown_user", at(1 + i))]
+    decisions = bans.record_auth_events(session, events)
+    last = {d.source: d.outcome for d in decisions}
+    assert last == {"192.0.2.1": "banned", "192.0.2.2": "ignored", "198.51.100.9": "locked_out",
+                    "203.0.113.5": "exempt", "2001:db8:1:2::/64": "banned"}
+    found = {(b.source, b.user_id) for b in active(session, 10)}
+    assert found == {("192.0.2.1", None), ("198.51.100.9", "12345101"),
+                     ("2001:db8:1:2::/64", None)}
+    assert len(ban_entries(session)) == 3
+    assert session.get(FailureWindow, "192.0.2.2").failures == 4
+
+
+def test_a_success_inside_a_batch_forgives_the_failures_before_it_only(session):
+    events = [Failure("192.0.2.7", "12345101", "wrong_password", at(i)) for i in range(4)]
+    events += [Success("192.0.2.7", "12345101", at(4))]
+    events += [Failure("192.0.2.7", "12345101", "wrong_password", at(5 + i)) for i in range(5)]
+    decisions = bans.record_auth_events(session, events)
+    assert [d.outcome for d in decisions] == ["recorded"] * 9 + ["banned"]
+
+
+def test_a_ban_decided_in_one_batch_holds_for_the_next(session):
+    bans.record_auth_events(session, [Failure("192.0.2.7", "12345101", "wrong_password", at(i))
+                                      for i in range(3)])
+    window = session.get(FailureWindow, "192.0.2.7")  # loaded now, updated by the next batch
+    decisions = bans.record_auth_events(
+        session, [Failure("192.0.2.7", "12345101", "wrong_password", at(3 + i)) for i in range(3)])
+    assert [d.outcome for d in decisions] == ["recorded", "banned", "recorded"]
+    assert window.failures == 6  # the session's copy is not stale
+
+
+def test_a_time_without_a_zone_is_invalid(session):
+    with pytest.raises(Invalid) as err:
+        bans.record_auth_events(session, [Failure("192.0.2.7", "12345101", "wrong_password",
+                                                  dt.datetime(2026, 11, 28, 12))])
+    assert "0.at" in err.value.fields
+
+
+def test_concurrent_batches_of_shared_sources_lose_no_failure_and_ban_once(
+    pg_session_factory, pg_session
+):
+    # Two edges report one scan at once: their batches share every source, in opposite
+    # orders (a deadlock if rows were locked in the batches' order).
+    import threading
+
+    sources = [f"192.0.2.{i + 1}" for i in range(60)]
+    errors = []
+
+    def edge(name, order, start, count, barrier):
+        with pg_session_factory() as s:
+            events = [Failure(src, f"12345{name}0{r}", "wrong_password", at(start + r), name)
+                      for src in order for r in range(count)]
+            barrier.wait()
+            try:
+                bans.record_auth_events(s, events)
+            except Exception as exc:  # inspected below
+                errors.append(exc)
+
+    def both(start, count):
+        barrier = threading.Barrier(2)
+        threads = [threading.Thread(target=edge, args=("1", sources, start, count, barrier)),
+                   threading.Thread(target=edge, args=("2", sources[::-1], start, count, barrier))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+        assert errors == []
+        return {w.source: w for w in pg_session.scalars(
+            select(FailureWindow).execution_options(populate_existing=True))}
+
+    windows = both(0, 2)  # 4 failures per source: none lost, no ban yet
+    assert {(w.failures, len(w.recent)) for w in windows.values()} == {(4, 4)}
+    assert pg_session.scalars(select(Ban)).all() == []
+    windows = both(10, 1)  # 6: a ban at the fifth, whichever edge reported it
+    assert {w.failures for w in windows.values()} == {6}
+    assert sorted(pg_session.scalars(select(Ban.source))) == sorted(sources)
+    assert len(ban_entries(pg_session)) == len(sources)
