@@ -26,10 +26,11 @@ import logging
 import math
 import os
 import re
-from collections import Counter, OrderedDict, deque
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 
 from .config import EdgeConfig
+from .events import MAX_EVENTS, EventQueue
 from .guard import Guard
 from .sip import digest
 from .sip.message import (
@@ -43,7 +44,6 @@ log = logging.getLogger("sipedge.core")
 SERVER = "Trunkline sipedge"
 ALLOW = "REGISTER, OPTIONS"
 DEFAULT_REALM = "sip.trunkline.local"
-MAX_EVENTS = 100_000  # queued for the control plane; beyond, the oldest are dropped
 TRANSACTION_LIFETIME = 32.0  # RFC 3261 §17.2.2 Timer J: 64*T1 for retransmissions
 MAX_TRANSACTIONS = 50_000
 _DIGITS = re.compile(r"[0-9]{1,10}")
@@ -90,9 +90,7 @@ class EdgeCore:
         self.registrar = registrar or Registrar()
         self.guard = Guard(own_addresses=own_addresses)
         self._own_addresses = list(own_addresses)
-        self.events = deque()
-        self.max_events = max_events
-        self.events_dropped = 0
+        self.events = EventQueue(max_events)  # bounded, and coalesced (sipedge/events.py)
         self.urgent = False  # events queued that the link should send at once
         self._transactions = OrderedDict()  # (branch, method, source) -> (expires, [Send])
         # source -> the user ID with bindings from there, or a Counter of them when several
@@ -162,16 +160,14 @@ class EdgeCore:
             fields["user_id"] = fields["user_id"][:MAX_EVENT_TEXT]
         if fields.get("contact") is not None:  # push parameters make long ones
             fields["contact"] = fields["contact"][:MAX_EVENT_CONTACT]
-        if len(self.events) >= self.max_events:
-            self.events.popleft()
-            self.events_dropped += 1
         self.events.append({"type": kind, "at": _iso(now), **fields})
 
     def drain_events(self, limit):
-        out = []
-        while self.events and len(out) < limit:
-            out.append(self.events.popleft())
-        return out
+        return self.events.drain(limit)
+
+    @property
+    def events_dropped(self):
+        return self.events.dropped
 
     # --- time ---
 

@@ -339,6 +339,17 @@ def test_events_are_bounded_while_the_control_plane_is_away():
     assert len(core.events) == 5 and core.events_dropped > 0
 
 
+def test_a_phone_registering_again_before_the_link_takes_the_events_is_reported_once():
+    core = make_core()
+    for n in range(3):
+        send = authenticated(core, "12345101", "secret-one", branch=f"z9hG4bKagain{n}",
+                             expires=300 - n, call_id=f"again-{n}")
+        assert status_of(send.data) == 200
+    events = core.drain_events(10)
+    assert [e["type"] for e in events] == ["auth_success", "registration"]
+    assert events[1]["expires"] == 298  # the latest registration's
+
+
 def test_a_new_config_keeps_serving_and_drops_users_that_are_gone():
     core = make_core()
     authenticated(core, "12345102", "secret-two")
