@@ -1520,17 +1520,27 @@ while the servers were stepped, except where the table says otherwise):
   which at 1,000 registrations a second are full: 50,000 answers kept for
   retransmissions (59 MiB, about 1.2 KB each) and the nonce-counts (up to 100,000 nonces,
   about 260 B each).
-- **Deciding failure → dropped on all 3 edges: p50 79 ms, p99 136 ms (max of 20), over
-  the 100 ms target; the edge itself is not where it goes.** Edge 1 drops the attacker
-  within 0.1 ms of the deciding 403 (its own ban, at once). The edge sends failures at
-  once (the link wakes on an authentication failure), and the control plane's answer to
-  that batch came 35 ms (p50; 75 ms max) after the 403: the HTTP round trip and
-  `record_auth_events` deciding the ban on SQLite. Edges 2 and 3 then applied the ban
-  28 ms (p50; 67 ms max) after that: on SQLite each gunicorn worker looks for new outbox
-  entries by polling every 50 ms (controlplane/feed.py, `SQLITE_POLL`), which alone adds
-  0 to 50 ms; PostgreSQL's LISTEN/NOTIFY wakes the long-polls in milliseconds, so a
-  PostgreSQL deployment would likely meet the target. It was not measured here: this
-  bench runs the control plane on SQLite.
+- **Deciding failure → dropped on all 3 edges (run of 23:10 UTC, 20 trials per database,
+  load average 4.4 to 4.8): SQLite p50 37.5 ms, p99 251.5 ms; PostgreSQL p50 55.3 ms,
+  p99 321.7 ms (p99 = the largest of 20). The 100 ms target is NOT met on either
+  backend**; 18 of 20 trials were under 100 ms on each. Before the changes (SQLite only):
+  p50 79 ms, p99 136 ms. What changed: a commit that writes the outbox now wakes the
+  long-polls of its own gunicorn worker at once (controlplane/feed.py, `Notifier.watch`),
+  and on SQLite the other workers check `PRAGMA data_version` every 5 ms (while a
+  long-poll waits) instead of reading the version every 50 ms; the step from edge 1's
+  answered POST to edges 2 and 3 applying the ban fell from 28 ms p50 (67 ms max) to
+  12 ms p50 on SQLite (15 ms on PostgreSQL), though its max under this load was 83 ms
+  (114 ms). On the edge, failures that come while a batch of failures is on its way go
+  out at once in a batch beside it, and the sender resumes on a wake without
+  `wait_for`'s extra task. What is left is mostly the deciding batch's POST: 23.5 ms p50
+  on SQLite and 37.2 ms on PostgreSQL, but 202 ms and 207 ms at worst. A deciding batch
+  POSTed alone to an idle control plane takes about 8 ms on SQLite and 16 ms on
+  PostgreSQL (the ban engine's statements, each a round trip to the server; p50 of 30,
+  a separate measurement); in the bench, 3 edges, the probes and other jobs share the
+  2 CPUs. In the slowest trial the POST took 202 of 251 ms on SQLite, 207 of 322 ms on
+  PostgreSQL (there edges 2 and 3 then took 114 and 108 ms more). Not measured: a quiet machine; the
+  effect of SQLite's busy handler (it sleeps in steps of 1, 2, 5, 10 ms... while another
+  worker holds the write lock) on a batch sent beside another.
 """
 
 
