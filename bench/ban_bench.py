@@ -540,7 +540,7 @@ def phase_profile(backend, pool, size, top=12):
     steps = {}
     for (filename, _line, name), (_cc, _nc, _tt, cumulative, _callers) in stats.stats.items():
         if filename.endswith(os.path.join("services", "bans.py")) and name in (
-                "_load_batch", "_failure", "_ban", "record_auth_events", "_maybe_purge"):
+                "_load_batch", "_failure", "_ban", "_write_batch", "record_auth_events"):
             steps[name] = steps.get(name, 0) + cumulative
         if filename.endswith(os.path.join("tenants", "db.py")) and name == "commit":
             steps["commit"] = steps.get("commit", 0) + cumulative
@@ -612,9 +612,9 @@ def table(results, names, size):
                                                if x["decision"][k]["not_banned"] else ""))
     row("**4. profile** (1 writer)", lambda x: "")
     row("failures per second", lambda x: f"{x['profile']['events'] / x['profile']['seconds']:,.0f}")
-    row("share of time: _load_batch / _failure (with _ban) / _ban / commit",
+    row("share of time: _load_batch / _failure (with _ban) / _ban / _write_batch / commit",
         lambda x: " / ".join(f"{x['profile']['steps'].get(s, 0) / x['profile']['seconds']:.0%}"
-                             for s in ("_load_batch", "_failure", "_ban", "commit")))
+                             for s in ("_load_batch", "_failure", "_ban", "_write_batch", "commit")))
     row("load average (1 min) at start / end of this backend",
         lambda x: f"{x['load_start']:.1f} / {x['load_end']:.1f}")
     header = ["", *(f"{name} ({r[name]['version']})" for name in names)]
@@ -680,64 +680,45 @@ whose scratch database it creates, by default `postgresql+psycopg://postgres@127
 
 
 # Read with the figures above; kept here so that a rerun keeps them next to its figures.
-# Written from the run of 2026-11-28 (its profile, and pg_stat_activity sampled during a
-# 1/2/4-writer run); rewrite it when the engine changes.
+# Written from the run of 2026-12-01 after the engine's rewrite (commits "apply a batch
+# source by source on plain rows" and "one statement per table and batch"); rewrite it
+# when the engine changes.
 FINDINGS = """
-### Findings (2026-11-28)
+### Findings (2026-12-01)
 
-- **The target is missed by an order of magnitude on both backends, and more writers do
-  not help.** Ingestion is CPU-bound in the control plane's Python, and concurrent
-  batches run one after another:
-  - SQLite: every batch runs inside BEGIN IMMEDIATE, Python work included. SQLite's busy
-    handler is not a queue: a writer that sleeps can lose the lock again and again, so a
-    small write waits seconds (other writer's max, "batch of 1, other writers busy") and
-    the writers' own p99 comes near the 30 s busy_timeout, after which they would get
-    "database is locked".
-  - PostgreSQL: every batch locks the failure_windows rows of all its sources (SELECT ...
-    FOR UPDATE) until its commit. Batches of one scan from several edges always share
-    sources (400 x 400 / 10,500: about 15 shared), so each waits for the other's commit:
-    sampled during a 4-writer run, 58% of the backends waited on Lock/transactionid,
-    and 4 writers ingested no more than 1 (a one-off measurement, not part of this script).
-- **Where a batch's time goes** (profile above; top functions printed by the script):
-  1. `_load_batch`, about 60%: `insert(FailureWindow).values([...one dict per source...])
-     .on_conflict_do_nothing()` is a new multi-VALUES statement every batch, which
-     SQLAlchemy cannot cache: about 4,000 bind parameters coerced and compiled per batch of
-     400 (`coercions.expect` 474,000 calls for 40 batches, `crud._extend_values_for_multiparams`,
-     `compiler.visit_bindparam`), and psycopg parses the new query text each time
-     (`_queries._split_query`). Suggestion: send the rows as executemany parameters of one
-     cached statement, `session.execute(insert(FailureWindow).on_conflict_do_nothing(
-     index_elements=["source"]), rows)`, or insert only the sources the locking SELECT did
-     not return.
-  2. `_ban`: `session.get(Offender, key)` autoflushes and `_ban` then calls
-     `session.flush()`: two flushes per ban, so the window UPDATEs leave one statement at
-     a time instead of one executemany at commit (on PostgreSQL about one round trip per
-     failure while bans happen; `psycopg.connection.wait` is the top function). Suggestion:
-     load the batch's offenders with one `IN` query in `_load_batch`, take the lookup under
-     `session.no_autoflush`, and drop the explicit flush (`outbox._write_pending` flushes
-     before it reads the ids).
-  3. Concurrency: give each source one writer. Partition sources across ingestion
-     workers (hash of the source), or on SQLite funnel all edges' batches into one
-     ingestion thread, so that batches never wait on each other's rows or lock; holding
-     the row locks only for the UPDATE (compute in Python first, then lock, apply and
-     commit) shortens the wait on PostgreSQL.
-  At 10,000 failures/s one core has 100 microseconds per failure; one ORM object per
-  failure window and per ban does not fit that even with 1 and 2. The issue's rate needs
-  Core-level bulk statements for the window updates, several processes (gunicorn workers)
-  ingesting disjoint sources, or edges that pre-aggregate (count per source per batch).
-- **Memory and rows stay bounded.** On PostgreSQL the process RSS stays flat; on SQLite
-  it grows by about 20 MiB during the attack (SQLite's page cache, 2 MiB per connection by
-  default, and its WAL index), and a single writer fed 120,000 failures plateaued at
-  105 MiB; failure_windows holds one row per source and
-  `purge(now + find_time)` empties it; bans and offenders hold one row per banned source
-  (kept until 30 days after the ban ends, and max_ban_time), not one per failure.
-- **Every automatic ban also writes an audit_events row** (the flush hook audits `Ban`)
-  and an outbox row: a scan from 10,500 sources writes 10,500 of each, and the audit log
-  is never purged. The issue asks for manual bans and lifts to be audited; whether an
-  attacker should decide how many audit rows are written deserves an explicit choice.
-- **The deciding failure** commits its ban in tens of milliseconds alone; inside a busy
-  batch it waits for the whole batch; on SQLite under load it can wait seconds for the
-  write lock (see the rows of section 3). `maybe_purge` runs inside whichever batch comes
-  60 s (wall clock) after the last purge, and that batch pays for the DELETEs.
+- **What changed since the run of 2026-11-28** (then 971/s on SQLite, 604/s on PostgreSQL
+  unpaced; 722/s and 288/s in the attack): a batch is now applied source by source on
+  plain rows, no ORM object per failure window or registration. One SELECT reads the
+  batch's windows (on PostgreSQL locked in source order after one `INSERT ... SELECT FROM
+  unnest(...) ON CONFLICT DO NOTHING` of the missing ones), the decisions are made in
+  Python, and one statement per table writes them: on SQLite one DB-API executemany for
+  new windows and one for changed ones (with the column types' own conversions), on
+  PostgreSQL one `UPDATE ... FROM json_to_recordset(...)`; registrations are one upsert
+  keeping the later expiry. IN lists became array parameters on PostgreSQL (one cached
+  query text). Offenders are loaded only for the sources that can reach max_retry in the
+  batch. Bans, lockouts and their outbox rows stay ORM objects (about 2% of failures in
+  a scan), written at the commit with the rest. Every rule of the engine is kept (the ban
+  tests pass unchanged on both backends) and new tests cover a batch of many failures of
+  one source, a batch over several sources and concurrent PostgreSQL batches that share
+  sources in opposite orders.
+- **The figures**: see the table. CPU per failure of one writer fell from about 175 us
+  (SQLite) and 253 us (PostgreSQL), measured before the rewrite on this machine with the
+  same scan, to about 90 us on each.
+- **Still open**:
+  - SQLite: a batch holds BEGIN IMMEDIATE from its first read to its commit (the edge
+    intake opens the transaction before the engine runs); SQLite's busy handler sleeps
+    and retries rather than queueing, so with several writers one can lose the lock again
+    and again: the writers' p99 and the other writer's maximum in the table show it.
+  - PostgreSQL: batches that share sources still wait for each other's commit (the rows
+    are locked from the SELECT to the commit, now milliseconds of Python in between
+    instead of hundreds).
+  - Python: what remains per failure is mostly decoding and encoding the window's JSON
+    columns and the per-failure decision; bans cost an ORM object, a flush and an outbox
+    payload each. All writer threads share one GIL, so the bench's 4 writers in one
+    process cannot use more than one core of Python.
+- **Memory and rows stay bounded** (RSS and row rows of the table): failure_windows holds
+  one row per source and `purge(now + find_time)` empties it; bans and offenders hold one
+  row per banned source, not one per failure; automatic bans are not audited.
 """
 
 

@@ -186,7 +186,7 @@ _PG_PLACEHOLDERS = text(
     " SELECT s, '[]', 0, :at, :at, '[]', '[]', '{}', '[]', false"
     " FROM unnest(CAST(:sources AS varchar[])) AS s ORDER BY s"
     " ON CONFLICT (source) DO NOTHING"
-).bindparams(bindparam("at", type_=FailureWindow.__table__.c.first_at.type))
+).bindparams(bindparam("at", type_=_WINDOWS.c.first_at.type))
 # The batch's rows as one JSON document: one statement, and no per-element array escaping.
 _PG_UPDATE = text(
     "UPDATE failure_windows AS w SET recent = v.recent, failures = v.failures,"
