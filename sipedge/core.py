@@ -92,7 +92,9 @@ class EdgeCore:
         self._own_addresses = list(own_addresses)
         self.events = EventQueue(max_events)  # bounded, and coalesced (sipedge/events.py)
         self.urgent = False  # events queued that the link should send at once
-        self._transactions = OrderedDict()  # (branch, method, source) -> (expires, [Send])
+        # (branch, method, source) -> (expires, answer bytes): tuples of plain values, which
+        # the garbage collector stops tracking, so 50,000 of them cost its passes nothing.
+        self._transactions = OrderedDict()
         # source -> the user ID with bindings from there, or a Counter of them when several
         # (or several bindings): most sources are one phone, and a Counter per phone would
         # be most of a binding's memory.
@@ -228,7 +230,7 @@ class EdgeCore:
             cached = self._transactions.get(key)
             if cached is not None:  # a retransmission: the same answer again
                 self.stats["retransmissions"] += 1
-                return [Send(s.data, s.destination, s.transport, conn) for s in cached[1]]
+                return [Send(cached[1], tuple(source), transport, conn)]
         try:
             response = self._handle(message, transport, source, now)
         except (ParseError, ValueError) as error:  # ParseError is a ValueError too
@@ -237,7 +239,7 @@ class EdgeCore:
             response = self._response(message, 400, reason)
         sends = [self._send(response, source, transport, conn)]
         if key is not None:
-            self._transactions[key] = (now + TRANSACTION_LIFETIME, sends)
+            self._transactions[key] = (now + TRANSACTION_LIFETIME, sends[0].data)
             if len(self._transactions) > MAX_TRANSACTIONS:
                 self._transactions.popitem(last=False)
         return sends
