@@ -71,8 +71,11 @@ class Send:
     conn: object = None
 
 
-def _iso(now):
-    return dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()
+def _iso(now, _last=[None, ""]):
+    # The events of one message share its time: formatted once.
+    if _last[0] != now:
+        _last[0], _last[1] = now, dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()
+    return _last[1]
 
 
 class EdgeCore:

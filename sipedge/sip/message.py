@@ -86,6 +86,15 @@ _DIGITS_RE = re.compile("[0-9]+")
 _HEADER_END_RE = re.compile(rb"\r?\n\r?\n")
 
 
+def _built(cls, **fields):
+    """A frozen dataclass instance from values the parser has checked, every field given:
+    set in its __dict__ at once (the generated __init__ sets each field through
+    object.__setattr__, several times slower, on the hot path of every message)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(fields)
+    return obj
+
+
 def _is_token(text: str) -> bool:
     return _TOKEN_RE.fullmatch(text) is not None
 
@@ -520,7 +529,8 @@ def parse_uri(text: str) -> SipUri:
                 for param in param_text[1:].split(";"):
                     name, _, value = param.partition("=")
                     params.setdefault(name.lower(), value)
-            return SipUri(scheme.lower(), user or "", "", host, port, params, {})
+            return _built(SipUri, scheme=scheme.lower(), user=user or "", password="",
+                          host=host, port=port, params=params, headers={})
     return _parse_uri_in_full(text)
 
 
@@ -622,7 +632,7 @@ def parse_name_addr(text: str) -> NameAddr:
             for param in param_text[1:].split(";"):
                 name, _, value = param.partition("=")
                 params.setdefault(name.lower(), value)
-        return NameAddr(display or "", parse_uri(uri_text), params)
+        return _built(NameAddr, display=display or "", uri=parse_uri(uri_text), params=params)
     return _parse_name_addr_in_full(text)
 
 
@@ -734,7 +744,8 @@ def parse_via(value: str) -> Via:
         if (port is None or port <= 65535) and (
                 not rport or (rport.isascii() and rport.isdigit() and len(rport) <= 5
                               and int(rport) <= 65535)):
-            return Via(transport.upper(), host, port, params, "SIP/2.0")
+            return _built(Via, transport=transport.upper(), host=host, port=port,
+                          params=params, protocol="SIP/2.0")
     return _parse_via_in_full(value)
 
 
@@ -1104,7 +1115,7 @@ def _check_mandatory(message: Message, uri: SipUri | None = None) -> Parts:
     # RFC 4475 §3.1.2.17-18 (mismatch01/02): the CSeq method must be the request's.
     if isinstance(message, Request) and cseq[1] != message.method:
         raise ParseError("CSeq method does not match the request method")
-    return Parts(parsed_vias, sender, to, cseq, uri)
+    return _built(Parts, vias=parsed_vias, from_=sender, to=to, cseq=cseq, uri=uri)
 
 
 def parse_message(data: bytes) -> Message:
