@@ -959,16 +959,17 @@ def _parse_head(section: bytes) -> tuple[str, Headers]:
     # limits, every name a usual spelling right before its colon. Read in one pass;
     # anything else (including every error) goes to the full reading below.
     text = section.decode("utf-8", "surrogateescape")
-    breaks = text.count("\n")
+    lines = text.split("\r\n")
+    breaks = len(lines) - 1
+    # As many LF and CR as CRLF: no bare one. A folded line starts with SP or HTAB, which
+    # no usual spelling does, so it ends the shortcut below.
     if (len(section) <= MAX_LINE_LENGTH and breaks <= MAX_HEADERS
-            and text.count("\r") == breaks and text.count("\r\n") == breaks
-            and "\r\n " not in text and "\r\n\t" not in text):
-        lines = text.split("\r\n")
+            and text.count("\n") == breaks and text.count("\r") == breaks):
         fields: list[tuple[str, str]] = []
         index: dict[str, list[str]] = {}
         spellings = _SPELLING_KEYS
-        for i in range(1, len(lines)):
-            name, colon, value = lines[i].partition(":")
+        for line in lines[1:]:
+            name, colon, value = line.partition(":")
             known = spellings.get(name)
             if known is None or not colon:
                 break
