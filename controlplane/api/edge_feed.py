@@ -2,19 +2,22 @@
 
 import datetime as dt
 import json
+import logging
 import time
 
 import marshmallow as ma
-from flask import Response, current_app, g, stream_with_context
+from flask import Response, after_this_request, current_app, g, stream_with_context
 from flask.views import MethodView
 
 from tenants import feed
 from tenants.models import RingMode, utcnow
-from tenants.services import bans
+from tenants.services import bans, maintenance
 from tenants.services import edges as services
 
 from ..database import session, snapshot_session
 from .common import MAX_BIGINT, TRUNK_NUMBER, Blueprint, Schema
+
+log = logging.getLogger(__name__)
 
 URL = "/edge"
 blp = Blueprint("edge_feed", __name__,
@@ -194,4 +197,22 @@ class Events(MethodView):
     def post(self, body):
         """A batch of events: auth failures and successes, registrations, ring modes,
         heartbeats"""
-        return services.ingest_events(session(), g.edge, **body)
+        result = services.ingest_events(session(), g.edge, **body)
+        sessions = current_app.extensions["trunkline"]["sessions"]
+
+        @after_this_request
+        def housekeeping_after(response):
+            # Once the edge has its answer (a failure batch deciding a ban is waited for):
+            # the once-a-minute purge must not delay it.
+            response.call_on_close(lambda: _maintain(sessions))
+            return response
+
+        return result
+
+
+def _maintain(sessions):
+    try:
+        with sessions() as s:
+            maintenance.maybe_run(s, utcnow())
+    except Exception:  # housekeeping runs again next minute; the answer was sent already
+        log.exception("housekeeping after an event batch failed")

@@ -13,7 +13,7 @@ from ..feed import current_version
 from ..models import Edge, EdgeBatch, Registration, Role, utcnow
 from ..scope import Principal, get_visible_tenant, require_role
 from ..tokens import find_by_token, touch
-from . import bans, extensions, maintenance
+from . import bans, extensions
 
 TOKEN_PREFIX = "tle"
 LAST_SEEN_PRECISION = dt.timedelta(seconds=5)
@@ -101,7 +101,6 @@ def ingest_events(session, edge, *, batch_id, events, now=None):
     bans.apply_auth_events(session, auth, names=names)
     edge.last_seen_at = max(edge.last_seen_at or now, now)
     commit(session)
-    maintenance.maybe_run(session, now)
     return {"duplicate": False, "applied": len(events) - len(ignored), "ignored": ignored}
 
 

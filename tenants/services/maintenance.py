@@ -1,6 +1,7 @@
 """Forgetting on time: quiet failure windows, old bans, old batch ids, expired bindings,
-and outbox entries older than any edge should need. Run from the edges' event intake at
-most once a minute per process, and by `controlplane purge`."""
+and outbox entries older than any edge should need. Run at most once a minute per process
+after the edges' event intake has answered (controlplane/api/edge_feed.py), and by
+`controlplane purge`."""
 
 import datetime as dt
 import time
