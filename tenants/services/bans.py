@@ -375,10 +375,13 @@ def _load_batch(session, policy, prepared, by_source):
 
 
 def _among(column, values, postgresql):
-    """column IN values, as one cached statement whatever the number of values: on
-    PostgreSQL an array parameter (an IN list of a new length is a new query to parse)."""
+    """column IN values. On PostgreSQL the values are rendered as one constant array: an
+    array parameter would make psycopg prepare the statement after five runs, and the
+    generic plan PostgreSQL then keeps (made while the tables were small) compares every
+    row with every element, whereas a constant array is hashed and planned with the
+    table's size at the time."""
     if postgresql:
-        return column == any_(bindparam(None, values, type_=ARRAY(String)))
+        return column == any_(bindparam(None, values, type_=ARRAY(String), literal_execute=True))
     return column.in_(values)
 
 

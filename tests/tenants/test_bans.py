@@ -589,3 +589,16 @@ def test_concurrent_batches_of_shared_sources_lose_no_failure_and_ban_once(
     assert {w.failures for w in windows.values()} == {6}
     assert sorted(pg_session.scalars(select(Ban.source))) == sorted(sources)
     assert len(ban_entries(pg_session)) == len(sources)
+
+
+def test_a_user_id_with_quotes_and_backslashes_is_counted_like_any(session):
+    # The engine's lookups of a batch's offenders name the user IDs in the SQL text on
+    # PostgreSQL (a constant array): quoting must hold.
+    bans.record_success(session, address="198.51.100.9", user_id="12345102", at=at(0),
+                        valid_until=at(10000))
+    user_id = "o'brien\\\\'); --"
+    for round_ in range(2):
+        for i in range(5):
+            decision = fail(session, "198.51.100.9", user_id=user_id, when=round_ * 4000 + i)
+        assert decision.outcome == "locked_out" and decision.ban.user_id == user_id
+        assert decision.ban.offence == round_ + 1  # the offender row was found again
