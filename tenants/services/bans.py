@@ -211,10 +211,11 @@ class _Window:
 
     def __init__(self, source, recent, failures, first_at, last_at, user_ids, edges, reasons,
                  tenant_ids, unattributed, stored=True):
-        self.source, self.recent, self.failures = source, list(recent or ()), failures or 0
+        # The values are the row's, decoded afresh for this batch: changed in place.
+        self.source, self.recent, self.failures = source, recent or [], failures or 0
         self.first_at, self.last_at = first_at, last_at
-        self.user_ids, self.edges = list(user_ids or ()), list(edges or ())
-        self.reasons, self.tenant_ids = dict(reasons or {}), list(tenant_ids or ())
+        self.user_ids, self.edges = user_ids or [], edges or []
+        self.reasons, self.tenant_ids = reasons or {}, tenant_ids or []
         self.unattributed, self.stored, self.changed = bool(unattributed), stored, False
 
     def row(self):
@@ -226,7 +227,7 @@ class _Batch:
     """What one batch of events needs, loaded with one query per table."""
 
     policy: BanPolicy
-    protected: list
+    protected: tuple
     tenant_networks: dict  # tenant_id -> [networks]
     tenants_by_trunk: dict
     windows: dict = field(default_factory=dict)  # source -> _Window
@@ -257,6 +258,13 @@ def _cached_source(address, ipv6_prefix):
     # A scan repeats its addresses from batch to batch; only valid ones are cached (an
     # exception is not), and the cache is bounded.
     return source_of(address, ipv6_prefix)
+
+
+@lru_cache(maxsize=16384)
+def _protected(source, networks):
+    # Per source and set of protected networks (a tuple): parsing the source's network
+    # again for every batch costs more than the rest of a failure's decision.
+    return overlaps(source, networks)
 
 
 def apply_auth_events(session, events, *, names=None):
@@ -299,7 +307,7 @@ def apply_auth_events(session, events, *, names=None):
     with session.no_autoflush:
         for source, indexes in by_source.items():
             window = batch.windows.get(source)
-            exempt = overlaps(source, batch.protected)
+            exempt = _protected(source, batch.protected)
             for index in indexes:
                 event = prepared[index][1]
                 if isinstance(event, Failure):
@@ -321,7 +329,7 @@ def _load_batch(session, policy, prepared, by_source):
         tenant_networks.setdefault(tenant_id, []).append(parse_network(cidr))
     batch = _Batch(
         policy=policy,
-        protected=protected_networks(session),
+        protected=tuple(protected_networks(session)),
         tenant_networks=tenant_networks,
         tenants_by_trunk=dict(session.execute(
             select(Tenant.trunk_number, Tenant.id).where(Tenant.trunk_number.in_(trunks))
