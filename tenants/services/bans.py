@@ -180,6 +180,10 @@ _WINDOW_COLUMNS = ("source", "recent", "failures", "first_at", "last_at", "user_
                    "reasons", "tenant_ids", "unattributed")
 
 _JSON_COLUMNS = ("recent", "user_ids", "edges", "reasons", "tenant_ids")
+# Encoding a window's recent failures (64 timestamps at most) is the largest single cost of
+# a failure: one reused encoder, no check for circular references (plain lists of values),
+# no spaces.
+_encode_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
 _PG_PLACEHOLDERS = text(
     "INSERT INTO failure_windows (source, recent, failures, first_at, last_at, user_ids,"
     " edges, reasons, tenant_ids, unattributed)"
@@ -405,17 +409,16 @@ def _write_batch(session, batch):
     if postgresql and changed:
         # One statement for the whole batch, its rows as arrays (all of them exist: see the
         # placeholders in _load_batch).
-        session.execute(_PG_UPDATE, {"rows": json.dumps([
+        session.execute(_PG_UPDATE, {"rows": _encode_json([
             {**w.row(), "first_at": w.first_at.isoformat(), "last_at": w.last_at.isoformat()}
             for w in changed])})
     elif changed:
-        # The DB-API's executemany with the column types' own conversions: the rows of one
-        # batch in one call, without a bind-processing pass per row and column.
+        # The DB-API's executemany (the time column with its type's own conversion): the
+        # rows of one batch in one call, without a bind-processing pass per row and column.
         stamp = _WINDOWS.c.last_at.type.dialect_impl(dialect).bind_processor(dialect)
-        to_json = _WINDOWS.c.recent.type.dialect_impl(dialect).bind_processor(dialect)
         conn = session.connection()
         for stored, sql in ((False, _SQLITE_INSERT), (True, _SQLITE_UPDATE)):
-            rows = [(*(to_json(getattr(w, name)) for name in _JSON_COLUMNS), w.failures,
+            rows = [(*(_encode_json(getattr(w, name)) for name in _JSON_COLUMNS), w.failures,
                      stamp(w.first_at), stamp(w.last_at), w.unattributed, w.source)
                     for w in changed if w.stored is stored]
             if rows:
