@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import email.utils
+import gc
 import json
 import logging
 import os
@@ -42,6 +43,16 @@ import httpx
 from sipedge.config import EdgeConfig
 
 log = logging.getLogger("sipedge.link")
+
+
+def _settled():
+    """A whole configuration was just loaded: it lives until the next one. Out of the
+    garbage collector's sight (gc.freeze), a full collection no longer walks it: with
+    100,000 user IDs that walk took about 150 ms, a pause in answering every phone. The
+    configuration holds no reference cycles, so nothing frozen waits on the collector to be
+    freed; what it replaces is freed by reference counting as before."""
+    gc.collect()  # what is already garbage goes first, never to be frozen
+    gc.freeze()
 
 API = "/api/v1/edge"
 MAX_POLL_WAIT = 55  # the control plane's own cap on `wait`
@@ -249,6 +260,7 @@ class ControlPlaneLink:
                  error=type(exc).__name__)
             return False
         self.core.replace_config(config, self._clock())
+        _settled()
         _log(logging.INFO, "serving the configuration saved on disk", path=self.state_path,
              version=config.version, user_ids=len(config.identities))
         return True
@@ -369,6 +381,7 @@ class ControlPlaneLink:
                           f"version {end.get('version')}; got {count} at {begun['version']}")
         now = self._clock()
         self.core.snapshot_done(now)
+        _settled()
         self._connected()
         self.last_applied_at = now
         self.snapshots_applied += 1
