@@ -12,6 +12,14 @@ against that tenant's own user IDs; see :func:`_trusted_by_its_tenants` for why.
 
 State is aggregated, one row per source, and bounded: the last failures within find_time
 and a capped summary. Quiet rows are purged. Time is always passed in (``at``/``now``).
+
+A ban answers the failures behind it, and those during it: while a source is banned as a
+whole (also from the failure that decides the ban on, within its batch), its failures are
+counted in the window's summary (failures, reasons, user IDs, edges, last attempt), as GET
+/auth-failures shows them, but not kept among the recent failures nor decided again. So the
+window starts afresh when the ban ends, as after a lift, and a repeat offender's next ban
+still escalates (its Offender row). fail2ban does the same: a banned address's packets never
+reach its log. A pair lockout keeps counting its user ID's failures, as before.
 """
 
 import datetime as dt
@@ -469,11 +477,7 @@ def _failure(session, batch, source, event, window, exempt):
     if event.reason in IGNORED_REASONS:
         return Decision(source, "ignored")
     policy, at, user_id = batch.policy, event.at, event.user_id
-    ts = at.timestamp()
-    cutoff = ts - policy.find_time
-    recent = [entry for entry in window.recent if entry[0] > cutoff]
-    recent.append([ts, user_id])
-    window.recent = recent[-RECENT_CAP:]
+    # The summary counts every failure, banned or not: it is what GET /auth-failures shows.
     if window.failures == 0:
         window.first_at = at
     window.failures += 1
@@ -488,10 +492,21 @@ def _failure(session, batch, source, event, window, exempt):
     else:
         _add_capped(window.tenant_ids, tenant_id, TENANT_CAP)
 
+    if not exempt and _active(batch, source, None, at):
+        # The source is banned as a whole: the ban answers this failure as it answered
+        # those before it (see _ban). It is not kept in recent, nor decided, so the window
+        # starts afresh when the ban ends, as after a lift; escalation is the Offender
+        # row's. A row written while failures still counted during a ban is emptied here.
+        if window.recent:
+            window.recent = []
+        return Decision(source, "recorded")
+    ts = at.timestamp()
+    cutoff = ts - policy.find_time
+    recent = [entry for entry in window.recent if entry[0] > cutoff]
+    recent.append([ts, user_id])
+    window.recent = recent[-RECENT_CAP:]
     if exempt:
         return Decision(source, "exempt")
-    if _active(batch, source, None, at):
-        return Decision(source, "recorded")
     # A policy stored before max_retry was capped may ask for more than is kept: ban at the
     # cap rather than never.
     max_retry = min(policy.max_retry, RECENT_CAP)

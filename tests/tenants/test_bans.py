@@ -500,7 +500,8 @@ def test_a_batch_of_many_failures_of_one_source_bans_once_at_the_nth(session):
     assert (ban.created_at, ban.failures, ban.offence) == (at(4), 5, 1)
     assert [e.key for e in ban_entries(session)] == ["192.0.2.7"]
     window = session.get(FailureWindow, "192.0.2.7")
-    assert window.failures == 20 and len(window.recent) == 15  # counted afresh after the ban
+    # The 15 after the ban are in the summary, not in recent: the ban answers them.
+    assert window.failures == 20 and window.recent == []
 
 
 def test_a_batch_spanning_several_sources_decides_each_alone(session):
@@ -602,3 +603,107 @@ def test_a_user_id_with_quotes_and_backslashes_is_counted_like_any(session):
             decision = fail(session, "198.51.100.9", user_id=user_id, when=round_ * 4000 + i)
         assert decision.outcome == "locked_out" and decision.ban.user_id == user_id
         assert decision.ban.offence == round_ + 1  # the offender row was found again
+
+
+# --- failures during a ban: summarised, neither kept nor decided ---------------------------
+
+
+def offences(session, key):
+    from tenants.models import Offender
+
+    offender = session.get(Offender, key)
+    return offender and offender.offences
+
+
+def test_failures_during_a_ban_are_summarised_but_neither_ban_again_nor_escalate(session):
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    for i in range(12):  # a scan goes on while the source is banned
+        decision = fail(session, "192.0.2.7", user_id=f"5432110{i % 4}", when=10 + i,
+                        reason="unknown_user" if i % 2 else "wrong_password", edge=f"edge-{2 + i % 2}")
+        assert decision.outcome == "recorded" and decision.ban is None
+    [ban] = active(session, 30)
+    assert (ban.failures, ban.offence, ban.until) == (5, 1, at(4 + 3600))  # as decided
+    assert offences(session, "192.0.2.7") == 1
+    assert len(ban_entries(session)) == 1
+    window = session.get(FailureWindow, "192.0.2.7")
+    assert (window.failures, window.last_at, window.recent) == (17, at(21), [])
+    assert window.user_ids == ["12345101"] + [f"5432110{i}" for i in range(4)]
+    assert window.edges == ["edge-1", "edge-2", "edge-3"]
+    assert window.reasons == {"wrong_password": 11, "unknown_user": 6}
+    [report] = bans.list_auth_failures(session, ROOT, page=1, page_size=50, now=at(30))[0]
+    assert (report.failures, report.recent_failures, report.banned) == (17, 0, True)
+    assert report.last_attempt_at == at(21) and "54321103" in report.user_ids
+
+
+def test_after_a_ban_ends_counting_starts_afresh_and_the_next_ban_escalates(session):
+    # ban_time shorter than find_time: failures during the ban would still be within
+    # find_time at its end, were they kept.
+    bans.update_policy(session, ROOT, ban_time=100, ban_time_factor=3, max_ban_time=1000)
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    for i in range(20):
+        assert fail(session, "192.0.2.7", when=10 + i * 4).outcome == "recorded"
+    assert active(session, 104) == []  # the ban of 100 s ended at 104
+    for i in range(4):
+        assert fail(session, "192.0.2.7", when=104 + i).outcome == "recorded"
+    assert active(session, 108) == []
+    decision = fail(session, "192.0.2.7", when=108)
+    assert decision.outcome == "banned"
+    assert (decision.ban.offence, decision.ban.until, decision.ban.failures) == (2, at(408), 5)
+    assert offences(session, "192.0.2.7") == 2
+
+
+def test_a_pair_lockout_keeps_counting_the_failures_during_it_as_before(session):
+    bans.update_policy(session, ROOT, ban_time=100, ban_time_factor=3, max_ban_time=1000)
+    bans.record_success(session, address="198.51.100.9", user_id="12345102", at=at(0),
+                        valid_until=at(10000))
+    for i in range(5):
+        decision = fail(session, "198.51.100.9", user_id="12345101", when=i)
+    assert decision.outcome == "locked_out"
+    for i in range(10):  # during the lockout: recorded, and still kept in recent
+        assert fail(session, "198.51.100.9", user_id="12345101", when=10 + i).outcome == "recorded"
+    window = session.get(FailureWindow, "198.51.100.9")
+    assert (window.failures, len(window.recent)) == (15, 10)
+    # so the first failure after the lockout ends locks the phone out again, escalated
+    decision = fail(session, "198.51.100.9", user_id="12345101", when=105)
+    assert decision.outcome == "locked_out"
+    assert (decision.ban.user_id, decision.ban.offence, decision.ban.until) == (
+        "12345101", 2, at(405))
+    assert active(session, 106, kind="address") == []
+
+
+def test_a_batch_deciding_a_ban_mid_way_answers_the_rest_with_it(session):
+    bans.update_policy(session, ROOT, ban_time=100, ban_time_factor=3, max_ban_time=1000)
+    events = [Failure("192.0.2.7", "12345101", "wrong_password", at(i), "edge-1")
+              for i in range(5)]  # banned at the fifth, until 104
+    events += [Failure("192.0.2.7", f"5432110{i}", "unknown_user", at(50 + i), "edge-2")
+               for i in range(10)]  # during the ban
+    events += [Failure("192.0.2.7", "12345101", "wrong_password", at(104 + i), "edge-1")
+               for i in range(5)]  # after it: a fresh window, banned again at its fifth
+    decisions = bans.record_auth_events(session, events)
+    assert [d.outcome for d in decisions] == (
+        ["recorded"] * 4 + ["banned"] + ["recorded"] * 14 + ["banned"])
+    first, second = decisions[4].ban, decisions[-1].ban
+    assert (first.failures, first.offence, first.until) == (5, 1, at(104))
+    assert (second.failures, second.offence, second.until) == (5, 2, at(408))
+    assert second.user_ids == list(first.user_ids) + [f"5432110{i}" for i in range(10)]
+    window = session.get(FailureWindow, "192.0.2.7")
+    assert (window.failures, window.recent) == (20, [])
+    assert window.edges == ["edge-1", "edge-2"]
+
+
+def test_a_window_that_kept_failures_during_a_ban_is_emptied_by_the_next(session):
+    # Rows written before failures during a ban stopped counting (64 kept): the next
+    # failure during the ban empties them, so the window starts afresh at the ban's end.
+    bans.update_policy(session, ROOT, ban_time=100)
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    window = session.get(FailureWindow, "192.0.2.7")
+    window.recent = [[at(10 + i).timestamp(), "12345101"] for i in range(bans.RECENT_CAP)]
+    session.commit()
+    assert fail(session, "192.0.2.7", when=90).outcome == "recorded"
+    session.refresh(window)
+    assert window.recent == []
+    for i in range(4):
+        assert fail(session, "192.0.2.7", when=104 + i).outcome == "recorded"
