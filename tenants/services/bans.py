@@ -19,7 +19,9 @@ counted in the window's summary (failures, reasons, user IDs, edges, last attemp
 /auth-failures shows them, but not kept among the recent failures nor decided again. So the
 window starts afresh when the ban ends, as after a lift, and a repeat offender's next ban
 still escalates (its Offender row). fail2ban does the same: a banned address's packets never
-reach its log. A pair lockout keeps counting its user ID's failures, as before.
+reach its log. A pair lockout keeps counting its user ID's failures, as before. Such a
+failure decodes and writes back only what it changes: a window's JSON columns are read as
+text, decoded when first needed, and written back as read when unchanged (see _Column).
 """
 
 import datetime as dt
@@ -29,7 +31,7 @@ from functools import lru_cache
 from ipaddress import ip_network
 
 from sqlalchemy import (
-    Integer, String, any_, bindparam, cast, delete, exists, func, or_, select, text,
+    Integer, String, Text, any_, bindparam, cast, delete, exists, func, or_, select, text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -192,6 +194,62 @@ _JSON_COLUMNS = ("recent", "user_ids", "edges", "reasons", "tenant_ids")
 # a failure: one reused encoder, no check for circular references (plain lists of values),
 # no spaces.
 _encode_json = json.JSONEncoder(check_circular=False, separators=(",", ":")).encode
+# The windows' JSON columns are read as text and decoded only when a failure needs them,
+# with the C scanner (json.loads adds two regex matches and a wrapper per value); a value
+# left unchanged is written back as the text it was read as. During a scan most failures
+# come from banned sources, which need their user IDs, edges and reasons only.
+_scan_json = json.scanner.make_scanner(json.JSONDecoder())
+
+
+def _decode_json(text):
+    try:
+        value, end = _scan_json(text, 0)
+    except StopIteration:
+        return json.loads(text)  # raises, or accepts what the scanner does not (whitespace)
+    return value if end == len(text) else json.loads(text)
+
+
+_UNREAD = object()
+
+
+class _Column:
+    """A JSON column of a _Window: its text as read, decoded on first use.
+
+    How the engine changes the value decides when the text read is still the value's:
+    "assigned" (recent) is only ever replaced; "appended" (user_ids, edges, tenant_ids)
+    only grows by append; "mutated" (reasons) is changed in place."""
+
+    __slots__ = ("name", "value", "text", "length", "mode")
+
+    def __init__(self, name, mode):
+        self.name, self.value, self.text = name, "_v_" + name, "_t_" + name
+        self.length, self.mode = "_n_" + name, mode
+
+    def __get__(self, window, owner=None):
+        if window is None:
+            return self
+        value = getattr(window, self.value)
+        if value is _UNREAD:
+            text_ = getattr(window, self.text)
+            value = _decode_json(text_) if text_ is not None else None
+            if value is None:
+                value = {} if self.mode == "mutated" else []
+            setattr(window, self.value, value)
+            setattr(window, self.length, len(value))
+        return value
+
+    def __set__(self, window, value):
+        setattr(window, self.value, value)
+        setattr(window, self.text, None)
+
+    def encoded(self, window):
+        value, text_ = getattr(window, self.value), getattr(window, self.text)
+        if text_ is not None and (value is _UNREAD or self.mode == "assigned" or (
+                self.mode == "appended" and len(value) == getattr(window, self.length))):
+            return text_
+        return _encode_json(value)
+
+
 _PG_PLACEHOLDERS = text(
     "INSERT INTO failure_windows (source, recent, failures, first_at, last_at, user_ids,"
     " edges, reasons, tenant_ids, unattributed)"
@@ -217,21 +275,41 @@ _SQLITE_UPDATE = (f"UPDATE failure_windows SET {', '.join(f'{c} = ?' for c in _S
 
 
 class _Window:
-    """One source's failure window while a batch is applied to it."""
+    """One source's failure window while a batch is applied to it. The JSON columns come
+    as the row's text (or as values, for a new window), see _Column."""
 
-    __slots__ = (*_WINDOW_COLUMNS, "stored", "changed")
+    __slots__ = ("source", "failures", "first_at", "last_at", "unattributed", "stored",
+                 "changed", *(f"_{kind}_{name}" for name in _JSON_COLUMNS for kind in "vtn"))
+
+    recent = _Column("recent", "assigned")
+    user_ids = _Column("user_ids", "appended")
+    edges = _Column("edges", "appended")
+    reasons = _Column("reasons", "mutated")
+    tenant_ids = _Column("tenant_ids", "appended")
+    _columns = (recent, user_ids, edges, reasons, tenant_ids)  # in _JSON_COLUMNS' order
 
     def __init__(self, source, recent, failures, first_at, last_at, user_ids, edges, reasons,
                  tenant_ids, unattributed, stored=True):
-        # The values are the row's, decoded afresh for this batch: changed in place.
-        self.source, self.recent, self.failures = source, recent or [], failures or 0
+        self.source, self.failures = source, failures or 0
         self.first_at, self.last_at = first_at, last_at
-        self.user_ids, self.edges = user_ids or [], edges or []
-        self.reasons, self.tenant_ids = reasons or {}, tenant_ids or []
         self.unattributed, self.stored, self.changed = bool(unattributed), stored, False
+        for column, value in zip(self._columns, (recent, user_ids, edges, reasons, tenant_ids)):
+            if isinstance(value, str):  # the row's text: decoded when first needed
+                setattr(self, column.value, _UNREAD)
+                setattr(self, column.text, value)
+            else:
+                column.__set__(self, value if value is not None else
+                               {} if column.mode == "mutated" else [])
 
-    def row(self):
-        return {name: getattr(self, name) for name in _WINDOW_COLUMNS}
+    def has_recent(self):
+        """Whether any failure is kept, without decoding an empty list."""
+        if self._v_recent is _UNREAD and self._t_recent == "[]":
+            return False
+        return bool(self.recent)
+
+    def encoded(self):
+        """The JSON columns' texts, in _JSON_COLUMNS' order."""
+        return [column.encoded(self) for column in self._columns]
 
 
 @dataclass
@@ -360,7 +438,8 @@ def _load_batch(session, policy, prepared, by_source):
         session.execute(_PG_PLACEHOLDERS, {"sources": failing, "at": now})
     # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
     for row in session.execute(
-        select(*(_WINDOWS.c[name] for name in _WINDOW_COLUMNS))
+        select(*(cast(_WINDOWS.c[name], Text) if name in _JSON_COLUMNS else _WINDOWS.c[name]
+                 for name in _WINDOW_COLUMNS))
         .where(_among(_WINDOWS.c.source, sources, postgresql))
         .order_by(_WINDOWS.c.source).with_for_update()
     ):
@@ -384,7 +463,8 @@ def _load_batch(session, policy, prepared, by_source):
     max_retry = min(policy.max_retry, RECENT_CAP)
     keys = set()
     for source, count in counted.items():
-        if len(batch.windows[source].recent) + count >= max_retry:
+        window = batch.windows[source]
+        if (len(window.recent) if window.has_recent() else 0) + count >= max_retry:
             keys.add(source)
             keys.update(f"{source}|{prepared[i][1].user_id}" for i in by_source[source])
     if keys:
@@ -417,16 +497,21 @@ def _write_batch(session, batch):
     if postgresql and changed:
         # One statement for the whole batch, its rows as arrays (all of them exist: see the
         # placeholders in _load_batch).
-        session.execute(_PG_UPDATE, {"rows": _encode_json([
-            {**w.row(), "first_at": w.first_at.isoformat(), "last_at": w.last_at.isoformat()}
-            for w in changed])})
+        # The JSON columns' texts are embedded as they are (valid JSON each).
+        session.execute(_PG_UPDATE, {"rows": "[" + ",".join(
+            "{" + ",".join(f'"{name}":{text_}' for name, text_ in zip(_JSON_COLUMNS, w.encoded()))
+            + "," + _encode_json({"source": w.source, "failures": w.failures,
+                                  "first_at": w.first_at.isoformat(),
+                                  "last_at": w.last_at.isoformat(),
+                                  "unattributed": w.unattributed})[1:]
+            for w in changed) + "]"})
     elif changed:
         # The DB-API's executemany (the time column with its type's own conversion): the
         # rows of one batch in one call, without a bind-processing pass per row and column.
         stamp = _WINDOWS.c.last_at.type.dialect_impl(dialect).bind_processor(dialect)
         conn = session.connection()
         for stored, sql in ((False, _SQLITE_INSERT), (True, _SQLITE_UPDATE)):
-            rows = [(*(_encode_json(getattr(w, name)) for name in _JSON_COLUMNS), w.failures,
+            rows = [(*w.encoded(), w.failures,
                      stamp(w.first_at), stamp(w.last_at), w.unattributed, w.source)
                     for w in changed if w.stored is stored]
             if rows:
@@ -497,7 +582,7 @@ def _failure(session, batch, source, event, window, exempt):
         # those before it (see _ban). It is not kept in recent, nor decided, so the window
         # starts afresh when the ban ends, as after a lift; escalation is the Offender
         # row's. A row written while failures still counted during a ban is emptied here.
-        if window.recent:
+        if window.has_recent():
             window.recent = []
         return Decision(source, "recorded")
     ts = at.timestamp()

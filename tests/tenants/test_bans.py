@@ -701,9 +701,12 @@ def test_a_window_that_kept_failures_during_a_ban_is_emptied_by_the_next(session
         fail(session, "192.0.2.7", when=i)
     window = session.get(FailureWindow, "192.0.2.7")
     window.recent = [[at(10 + i).timestamp(), "12345101"] for i in range(bans.RECENT_CAP)]
+    window.edges = ["edge 1", "edge, \"2\""]  # written by the ORM, with its own spacing
     session.commit()
-    assert fail(session, "192.0.2.7", when=90).outcome == "recorded"
+    assert fail(session, "192.0.2.7", when=90, edge="edge-3").outcome == "recorded"
     session.refresh(window)
     assert window.recent == []
+    assert window.edges == ["edge 1", "edge, \"2\"", "edge-3"]
+    assert (window.user_ids, window.reasons) == (["12345101"], {"wrong_password": 6})
     for i in range(4):
         assert fail(session, "192.0.2.7", when=104 + i).outcome == "recorded"
