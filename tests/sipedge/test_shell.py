@@ -2,6 +2,7 @@
 TCP timeouts and the connection cap."""
 
 import asyncio
+import contextlib
 import datetime as dt
 import socket
 
@@ -25,6 +26,16 @@ async def started(**options):
     server = EdgeServer(core, [("udp", "127.0.0.1", 0), ("tcp", "127.0.0.1", 0)], **options)
     await server.start()
     return server
+
+
+@contextlib.asynccontextmanager
+async def serving(**options):
+    """An edge on loopback for the test's body, stopped whatever happens."""
+    server = await started(**options)
+    try:
+        yield server
+    finally:
+        await server.stop()
 
 
 def port_of(server, transport):
@@ -71,8 +82,7 @@ def open_from(server, address):
 
 def test_tcp_messages_keepalives_and_pipelining():
     async def scenario():
-        server = await started()
-        try:
+        async with serving() as server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port_of(server, "tcp"), local_addr=("127.0.0.2", 0))
             writer.write(b"\r\n\r\n")  # RFC 5626 ping
@@ -86,23 +96,18 @@ def test_tcp_messages_keepalives_and_pipelining():
             assert first.startswith(b"SIP/2.0 200") and b"Call-ID: c1" in first
             assert second.startswith(b"SIP/2.0 200") and b"Call-ID: c2" in second
             writer.close()
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_a_stream_without_content_length_gets_400_and_is_closed():
     async def scenario():
-        server = await started()
-        try:
+        async with serving() as server:
             reader, writer = await asyncio.open_connection(
                 "127.0.0.1", port_of(server, "tcp"), local_addr=("127.0.0.2", 0))
             writer.write(OPTIONS.replace(b"Content-Length: 0\r\n", b""))
             response = await reader.read()  # until the edge closes
             assert response.startswith(b"SIP/2.0 400")
-        finally:
-            await server.stop()
 
     run(scenario())
 
@@ -140,8 +145,7 @@ def test_banned_sources_get_nothing_on_udp_and_tcp():
 
 def test_udp_keepalives_are_ignored_and_requests_answered():
     async def scenario():
-        server = await started()
-        try:
+        async with serving() as server:
             loop = asyncio.get_running_loop()
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 udp.bind(("127.0.0.2", 0))
@@ -155,8 +159,6 @@ def test_udp_keepalives_are_ignored_and_requests_answered():
             assert reply.startswith(b"SIP/2.0 200")
             assert f"rport={port};received=127.0.0.2".encode() in reply
             assert server.core.stats["messages"] == 1
-        finally:
-            await server.stop()
 
     run(scenario())
 
@@ -169,8 +171,7 @@ def test_a_burst_of_datagrams_larger_than_a_batch_is_all_answered():
     count = 3 * UDP_BATCH + 5
 
     async def scenario():
-        server = await started()
-        try:
+        async with serving() as server:
             loop = asyncio.get_running_loop()
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 udp.bind(("127.0.0.2", 0))
@@ -185,8 +186,6 @@ def test_a_burst_of_datagrams_larger_than_a_batch_is_all_answered():
             assert [reply.split(b"Call-ID: ")[1].split(b"\r\n")[0] for reply in replies] == [
                 b"c%d" % n for n in range(count)]
             assert b"sipedge_udp_answers_dropped_total 0.0" in render_metrics(server)
-        finally:
-            await server.stop()
 
     run(scenario())
 
@@ -234,8 +233,7 @@ def test_expired_bans_from_the_feed_let_the_source_back():
 
 def test_a_trickled_message_is_cut_at_its_deadline_while_a_pinging_phone_stays():
     async def scenario():
-        server = await started(message_timeout=0.5, first_message_timeout=0.5)
-        try:
+        async with serving(message_timeout=0.5, first_message_timeout=0.5) as server:
             phone_reader, phone = await connect(server, "127.0.0.2")
             slow_reader, slow = await connect(server, "127.0.0.3")
             slow.write(options(1))
@@ -265,16 +263,13 @@ def test_a_trickled_message_is_cut_at_its_deadline_while_a_pinging_phone_stays()
             assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
             assert server.tcp_timeouts == {"message": 1, "first_message": 0, "idle": 0}
             phone.close()
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_lone_crlf_keepalives_are_not_an_unfinished_message():
     async def scenario():
-        server = await started(message_timeout=0.3)
-        try:
+        async with serving(message_timeout=0.3) as server:
             reader, writer = await connect(server, "127.0.0.2")
             writer.write(options(1))
             assert (await read_response(reader)).startswith(b"SIP/2.0 200")
@@ -287,16 +282,13 @@ def test_lone_crlf_keepalives_are_not_an_unfinished_message():
             assert (await read_response(reader)).startswith(b"SIP/2.0 200")
             assert server.tcp_timeouts["message"] == 0
             writer.close()
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_a_body_that_never_arrives_is_cut_at_the_message_deadline():
     async def scenario():
-        server = await started(message_timeout=0.3)
-        try:
+        async with serving(message_timeout=0.3) as server:
             reader, writer = await connect(server, "127.0.0.2")
             writer.write(options(1))
             assert (await read_response(reader)).startswith(b"SIP/2.0 200")
@@ -304,8 +296,6 @@ def test_a_body_that_never_arrives_is_cut_at_the_message_deadline():
                          + b"abc")
             assert await closed_by_edge(reader)
             assert server.tcp_timeouts["message"] == 1
-        finally:
-            await server.stop()
 
     run(scenario())
 
@@ -314,53 +304,43 @@ def test_a_body_that_never_arrives_is_cut_at_the_message_deadline():
                          ids=["silent", "pings only", "part of a head"])
 def test_a_new_connection_without_a_complete_message_is_closed(sent):
     async def scenario():
-        server = await started(first_message_timeout=0.3, message_timeout=60)
-        try:
+        async with serving(first_message_timeout=0.3, message_timeout=60) as server:
             reader, writer = await connect(server, "127.0.0.2")
             writer.write(sent)
             assert await closed_by_edge(reader)
             assert server.tcp_timeouts == {"message": 0, "first_message": 1, "idle": 0}
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_a_connection_silent_past_the_idle_timeout_is_closed():
     async def scenario():
-        server = await started(idle_timeout=0.3)
-        try:
+        async with serving(idle_timeout=0.3) as server:
             reader, writer = await connect(server, "127.0.0.2")
             writer.write(options(1))
             assert (await read_response(reader)).startswith(b"SIP/2.0 200")
             assert await closed_by_edge(reader)
             assert server.tcp_timeouts["idle"] == 1
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_tcp_timeouts_and_reclaims_are_in_the_metrics():
     async def scenario():
-        server = await started(first_message_timeout=0.3)
-        try:
+        async with serving(first_message_timeout=0.3) as server:
             reader, _writer = await connect(server, "127.0.0.2")
             assert await closed_by_edge(reader)
             text = render_metrics(server).decode()
             assert 'sipedge_tcp_timeouts_total{reason="first_message"} 1.0' in text
             assert 'sipedge_tcp_timeouts_total{reason="message"} 0.0' in text
             assert "sipedge_tcp_reclaimed_total 0.0" in text
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_at_the_cap_the_oldest_connection_without_a_message_makes_room():
     async def scenario():
-        server = await started(max_connections=3)
-        try:
+        async with serving(max_connections=3) as server:
             phone_reader, phone = await connect(server, "127.0.0.2")
             phone.write(options(1))
             assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
@@ -376,16 +356,13 @@ def test_at_the_cap_the_oldest_connection_without_a_message_makes_room():
             phone.write(options(3))
             assert (await read_response(phone_reader)).startswith(b"SIP/2.0 200")
             assert open_from(server, "127.0.0.4") and server.tcp_reclaimed == 1
-        finally:
-            await server.stop()
 
     run(scenario())
 
 
 def test_at_the_cap_without_a_connection_to_reclaim_a_new_one_is_refused():
     async def scenario():
-        server = await started(max_connections=2)
-        try:
+        async with serving(max_connections=2) as server:
             phones = []
             for n, address in enumerate(("127.0.0.2", "127.0.0.3")):
                 reader, writer = await connect(server, address)
@@ -398,7 +375,5 @@ def test_at_the_cap_without_a_connection_to_reclaim_a_new_one_is_refused():
                 writer.write(options(n))
                 assert (await read_response(reader)).startswith(b"SIP/2.0 200")
             assert server.tcp_reclaimed == 0 and len(server.connections) == 2
-        finally:
-            await server.stop()
 
     run(scenario())
