@@ -464,7 +464,7 @@ class FailureWindow(Base):
     recent: Mapped[list] = mapped_column(JSON, default=list)
     failures: Mapped[int] = mapped_column(Integer, default=0)
     first_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
-    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, index=True)
+    last_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)  # unindexed: see migration 0005
     user_ids: Mapped[list] = mapped_column(JSON, default=list)
     edges: Mapped[list] = mapped_column(JSON, default=list)
     reasons: Mapped[dict] = mapped_column(JSON, default=dict)
