@@ -436,27 +436,20 @@ def _load_batch(session, policy, prepared, by_source):
         # Create missing rows first, then lock them all in one order: concurrent batches
         # from several edges neither deadlock nor lose an update.
         session.execute(_PG_PLACEHOLDERS, {"sources": failing, "at": now})
-    # SQLite: the transaction holds the database's write lock already (BEGIN IMMEDIATE).
-    for row in session.execute(
-        select(*(cast(_WINDOWS.c[name], Text) if name in _JSON_COLUMNS else _WINDOWS.c[name]
-                 for name in _WINDOW_COLUMNS))
-        .where(_among(_WINDOWS.c.source, sources, postgresql))
-        .order_by(_WINDOWS.c.source).with_for_update()
-    ):
+    if postgresql:
+        windows, active, registrations = _pg_rows(session, sources, now)
+    else:
+        # The transaction holds the database's write lock already (BEGIN IMMEDIATE).
+        windows, active, registrations = _sqlite_rows(session, sources, now)
+    for row in windows:
         batch.windows[row[0]] = _Window(*row)
-    now = prepared[0][1].at
     for source in failing:
         if source not in batch.windows:
             batch.windows[source] = _new_window(source, now, stored=False)
-    for source, user_id, until in session.execute(select(Ban.source, Ban.user_id, Ban.until).where(
-        _among(Ban.source, sources, postgresql), Ban.lifted_at.is_(None), Ban.until > now
-    )):
+    for source, user_id, until in active:
         key = (source, user_id)
         batch.active[key] = max(until, batch.active.get(key, until))
-    for source, user_id, valid_until in session.execute(
-        select(_REGISTRATIONS.c.source, _REGISTRATIONS.c.user_id, _REGISTRATIONS.c.valid_until)
-        .where(_among(_REGISTRATIONS.c.source, sources, postgresql))
-    ):
+    for source, user_id, valid_until in registrations:
         batch.registrations.setdefault(source, {})[user_id] = valid_until
     # Offenders of the sources this batch may ban (a ban needs max_retry recent failures):
     # loaded in one query, so that deciding a ban never triggers a flush.
@@ -472,6 +465,58 @@ def _load_batch(session, policy, prepared, by_source):
                 _among(Offender.key, sorted(keys), postgresql))):
             batch.offenders[offender.key] = offender
     return batch
+
+
+def _pg_rows(session, sources, now):
+    """The batch's windows (locked, in source order), active bans and registrations."""
+    windows = session.execute(
+        select(*(cast(_WINDOWS.c[name], Text) if name in _JSON_COLUMNS else _WINDOWS.c[name]
+                 for name in _WINDOW_COLUMNS))
+        .where(_among(_WINDOWS.c.source, sources, True))
+        .order_by(_WINDOWS.c.source).with_for_update())
+    active = session.execute(select(Ban.source, Ban.user_id, Ban.until).where(
+        _among(Ban.source, sources, True), Ban.lifted_at.is_(None), Ban.until > now))
+    registrations = session.execute(
+        select(_REGISTRATIONS.c.source, _REGISTRATIONS.c.user_id, _REGISTRATIONS.c.valid_until)
+        .where(_among(_REGISTRATIONS.c.source, sources, True)))
+    return windows, active, registrations
+
+
+# SQLite: the same three reads through the driver, the batch's sources as one JSON array
+# parameter, and its timestamps converted here. Through SQLAlchemy, rendering the hundreds
+# of IN parameters and converting each timestamp (a bind or result processor, then the
+# zone's TypeDecorator) cost more than SQLite's own work on the rows.
+_SQLITE_AMONG = " IN (SELECT value FROM json_each(?))"
+_SQLITE_WINDOWS = (f"SELECT {', '.join(_WINDOW_COLUMNS)} FROM failure_windows"
+                   f" WHERE source{_SQLITE_AMONG}")
+_SQLITE_ACTIVE = (f"SELECT source, user_id, until FROM bans WHERE source{_SQLITE_AMONG}"
+                  " AND lifted_at IS NULL AND until > ?")
+_SQLITE_REGISTRATIONS = ("SELECT source, user_id, valid_until FROM source_registrations"
+                         f" WHERE source{_SQLITE_AMONG}")
+_UTC = dt.timezone.utc
+
+
+def _sqlite_stamp(value):
+    """A UTC time as SQLAlchemy's SQLite DATETIME stores it ("2026-01-04 00:00:01.000000",
+    whose text order is time order); tests compare it with the column type's own."""
+    return value.astimezone(_UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _sqlite_time(text_):
+    return dt.datetime.fromisoformat(text_).replace(tzinfo=_UTC)
+
+
+def _sqlite_rows(session, sources, now):
+    conn = session.connection()
+    among = _encode_json(sources)
+    windows = [(source, recent, failures, _sqlite_time(first_at), _sqlite_time(last_at),
+                *rest) for source, recent, failures, first_at, last_at, *rest
+               in conn.exec_driver_sql(_SQLITE_WINDOWS, (among,))]
+    active = [(source, user_id, _sqlite_time(until)) for source, user_id, until
+              in conn.exec_driver_sql(_SQLITE_ACTIVE, (among, _sqlite_stamp(now)))]
+    registrations = [(source, user_id, _sqlite_time(until)) for source, user_id, until
+                     in conn.exec_driver_sql(_SQLITE_REGISTRATIONS, (among,))]
+    return windows, active, registrations
 
 
 def _among(column, values, postgresql):
@@ -506,13 +551,13 @@ def _write_batch(session, batch):
                                   "unattributed": w.unattributed})[1:]
             for w in changed) + "]"})
     elif changed:
-        # The DB-API's executemany (the time column with its type's own conversion): the
-        # rows of one batch in one call, without a bind-processing pass per row and column.
-        stamp = _WINDOWS.c.last_at.type.dialect_impl(dialect).bind_processor(dialect)
+        # The DB-API's executemany: the rows of one batch in one call, without a
+        # bind-processing pass per row and column.
         conn = session.connection()
         for stored, sql in ((False, _SQLITE_INSERT), (True, _SQLITE_UPDATE)):
             rows = [(*w.encoded(), w.failures,
-                     stamp(w.first_at), stamp(w.last_at), w.unattributed, w.source)
+                     _sqlite_stamp(w.first_at), _sqlite_stamp(w.last_at), w.unattributed,
+                     w.source)
                     for w in changed if w.stored is stored]
             if rows:
                 conn.exec_driver_sql(sql, rows)

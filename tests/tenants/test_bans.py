@@ -710,3 +710,21 @@ def test_a_window_that_kept_failures_during_a_ban_is_emptied_by_the_next(session
     assert (window.user_ids, window.reasons) == (["12345101"], {"wrong_password": 6})
     for i in range(4):
         assert fail(session, "192.0.2.7", when=104 + i).outcome == "recorded"
+
+
+@pytest.mark.parametrize("at", [
+    dt.datetime(2026, 1, 4, 0, 0, 1, tzinfo=dt.timezone.utc),
+    dt.datetime(2026, 1, 4, 0, 0, 1, 5, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    dt.datetime(2026, 12, 31, 23, 59, 59, 999999, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
+])
+def test_the_sqlite_fast_path_stores_and_reads_times_as_the_column_type_does(at):
+    from sqlalchemy.dialects import sqlite
+
+    from tenants.models import FailureWindow
+
+    dialect = sqlite.dialect()
+    column_type = FailureWindow.__table__.c.last_at.type
+    stored = column_type.dialect_impl(dialect).bind_processor(dialect)(at)  # zone, then text
+    assert bans._sqlite_stamp(at) == stored
+    assert bans._sqlite_time(stored) == at
+    assert bans._sqlite_time(stored).tzinfo == dt.timezone.utc
