@@ -219,11 +219,11 @@ class _Column:
     "assigned" (recent) is only ever replaced; "appended" (user_ids, edges, tenant_ids)
     only grows by append; "mutated" (reasons) is changed in place."""
 
-    __slots__ = ("name", "value", "text", "length", "mode")
+    __slots__ = ("name", "value", "text", "length", "mode", "encode")
 
-    def __init__(self, name, mode):
+    def __init__(self, name, mode, encode=None):
         self.name, self.value, self.text = name, "_v_" + name, "_t_" + name
-        self.length, self.mode = "_n_" + name, mode
+        self.length, self.mode, self.encode = "_n_" + name, mode, encode or _encode_json
 
     def __get__(self, window, owner=None):
         if window is None:
@@ -247,7 +247,19 @@ class _Column:
         if text_ is not None and (value is _UNREAD or self.mode == "assigned" or (
                 self.mode == "appended" and len(value) == getattr(window, self.length))):
             return text_
-        return _encode_json(value)
+        return self.encode(value)
+
+
+# Every failure rewrites its window's reasons (two counts at most): written here, not by the
+# JSON encoder, whose calls cost more than the text.
+_REASON_KEYS = {reason: _encode_json(reason) + ":" for reason in COUNTED_REASONS}
+
+
+def _encode_reasons(reasons):
+    try:
+        return "{" + ",".join([f"{_REASON_KEYS[k]}{v:d}" for k, v in reasons.items()]) + "}"
+    except (KeyError, TypeError, ValueError):  # a reason or count from elsewhere
+        return _encode_json(reasons)
 
 
 _PG_PLACEHOLDERS = text(
@@ -284,7 +296,7 @@ class _Window:
     recent = _Column("recent", "assigned")
     user_ids = _Column("user_ids", "appended")
     edges = _Column("edges", "appended")
-    reasons = _Column("reasons", "mutated")
+    reasons = _Column("reasons", "mutated", _encode_reasons)
     tenant_ids = _Column("tenant_ids", "appended")
     _columns = (recent, user_ids, edges, reasons, tenant_ids)  # in _JSON_COLUMNS' order
 
@@ -293,8 +305,15 @@ class _Window:
         self.source, self.failures = source, failures or 0
         self.first_at, self.last_at = first_at, last_at
         self.unattributed, self.stored, self.changed = bool(unattributed), stored, False
+        if type(recent) is str is type(user_ids) is type(edges) is type(reasons) is type(
+                tenant_ids):  # a row's texts, each decoded when first needed (the usual case)
+            self._v_recent = self._v_user_ids = self._v_edges = self._v_reasons = \
+                self._v_tenant_ids = _UNREAD
+            self._t_recent, self._t_user_ids, self._t_edges = recent, user_ids, edges
+            self._t_reasons, self._t_tenant_ids = reasons, tenant_ids
+            return
         for column, value in zip(self._columns, (recent, user_ids, edges, reasons, tenant_ids)):
-            if isinstance(value, str):  # the row's text: decoded when first needed
+            if isinstance(value, str):
                 setattr(self, column.value, _UNREAD)
                 setattr(self, column.text, value)
             else:
@@ -507,15 +526,16 @@ def _sqlite_time(text_):
 
 
 def _sqlite_rows(session, sources, now):
-    conn = session.connection()
+    # The session's connection, in its transaction: the DB-API's own cursor fetches the rows.
+    dbapi = session.connection().connection.driver_connection
     among = _encode_json(sources)
     windows = [(source, recent, failures, _sqlite_time(first_at), _sqlite_time(last_at),
                 *rest) for source, recent, failures, first_at, last_at, *rest
-               in conn.exec_driver_sql(_SQLITE_WINDOWS, (among,))]
+               in dbapi.execute(_SQLITE_WINDOWS, (among,)).fetchall()]
     active = [(source, user_id, _sqlite_time(until)) for source, user_id, until
-              in conn.exec_driver_sql(_SQLITE_ACTIVE, (among, _sqlite_stamp(now)))]
+              in dbapi.execute(_SQLITE_ACTIVE, (among, _sqlite_stamp(now))).fetchall()]
     registrations = [(source, user_id, _sqlite_time(until)) for source, user_id, until
-                     in conn.exec_driver_sql(_SQLITE_REGISTRATIONS, (among,))]
+                     in dbapi.execute(_SQLITE_REGISTRATIONS, (among,)).fetchall()]
     return windows, active, registrations
 
 

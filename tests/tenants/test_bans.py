@@ -728,3 +728,14 @@ def test_the_sqlite_fast_path_stores_and_reads_times_as_the_column_type_does(at)
     assert bans._sqlite_stamp(at) == stored
     assert bans._sqlite_time(stored) == at
     assert bans._sqlite_time(stored).tzinfo == dt.timezone.utc
+
+
+@pytest.mark.parametrize("reasons", [
+    {}, {"wrong_password": 1}, {"wrong_password": 3, "unknown_user": 12}, {"other": 2},
+    {"wrong_password": 1.5},
+])
+def test_a_windows_reasons_are_written_as_json_would_write_them(reasons):
+    import json
+
+    assert json.loads(bans._encode_reasons(reasons)) == reasons
+    assert bans._encode_reasons(reasons) == json.dumps(reasons, separators=(",", ":"))
