@@ -345,6 +345,12 @@ class _Batch:
     offenders: dict = field(default_factory=dict)  # ban key -> Offender
     registered: dict = field(default_factory=dict)  # (source, user_id) -> valid_until to write
     tenant_of: dict = field(default_factory=dict)  # user_id -> tenant id or None (memo)
+    postgresql: bool = False
+    now: dt.datetime | None = None  # the batch's first event
+    counted: dict = field(default_factory=dict)  # source -> counted failures in the batch
+    # The bans decided, added to the session only once their source is settled (see _settle).
+    pending: dict = field(default_factory=dict)  # source -> [(new Offender or None, Ban)]
+    read: dict = field(default_factory=dict)  # PostgreSQL: source -> its window's row as read
 
 
 def record_failure(session, *, address, user_id, reason, at, edge=None):
@@ -414,17 +420,83 @@ def apply_auth_events(session, events, *, names=None):
     decisions = [None] * len(prepared)
     # No flush until the commit, which then sends the bans together.
     with session.no_autoflush:
-        for source, indexes in by_source.items():
-            window = batch.windows.get(source)
-            exempt = _protected(source, batch.protected)
-            for index in indexes:
-                event = prepared[index][1]
-                if isinstance(event, Failure):
-                    decisions[index] = _failure(session, batch, source, event, window, exempt)
-                else:
-                    decisions[index] = _success(batch, source, event, window)
+        _decide(session, batch, prepared, by_source, by_source, decisions)
+        if batch.postgresql:
+            _settle(session, batch, prepared, by_source, decisions)
+        for decided in batch.pending.values():
+            for offender, ban in decided:
+                if offender is not None:
+                    session.add(offender)
+                session.add(ban)
+                outbox.record_change(session, "ban", ban)
     _write_batch(session, batch)
     return decisions
+
+
+def _decide(session, batch, prepared, by_source, sources, decisions):
+    for source in sources:
+        window = batch.windows.get(source)
+        exempt = _protected(source, batch.protected)
+        for index in by_source[source]:
+            event = prepared[index][1]
+            if isinstance(event, Failure):
+                decisions[index] = _failure(session, batch, source, event, window, exempt)
+            else:
+                decisions[index] = _success(batch, source, event, window)
+
+
+def _settle(session, batch, prepared, by_source, decisions):
+    """PostgreSQL: lock the windows the batch changes and decide again where another batch
+    changed one since it was read.
+
+    The batch was read and decided without row locks, so that concurrent batches (several
+    edges, several workers), which share sources during a scan, wait for each other only
+    from here to their commit: this locks the changed windows in source order (so they
+    never deadlock), compares each with the row as read, and decides the sources whose row
+    differs again, on the locked row and freshly read bans, registrations and offenders.
+    No failure is lost or counted twice, and a source is banned once."""
+    changed = sorted(source for source, window in batch.windows.items() if window.changed)
+    if not changed:
+        return
+    missing = [source for source in changed if source not in batch.read]
+    if missing:
+        _create_placeholders(session, missing, batch.now)
+    locked = {row[0]: tuple(row) for row in session.execute(
+        _pg_windows(changed).with_for_update())}
+    stale = [source for source in changed if locked[source] != batch.read.get(source)
+             and not (source in missing and _is_placeholder(locked[source]))]
+    if not stale:
+        return
+    for source in stale:
+        batch.pending.pop(source, None)
+        batch.registrations.pop(source, None)
+        batch.windows[source] = _Window(*locked[source])
+    stale_set = set(stale)
+    for mapping in (batch.active, batch.registered):
+        for key in [key for key in mapping if key[0] in stale_set]:
+            del mapping[key]
+    for key in [key for key in batch.offenders if key.partition("|")[0] in stale_set]:
+        # Forget what the first decision did to it (offences, last_banned_until).
+        offender = batch.offenders.pop(key)
+        if offender in session:
+            session.expire(offender)
+    _, active, registrations = _pg_rows(session, stale, batch.now, windows=False)
+    _add_rows(batch, (), active, registrations)
+    _load_offenders(session, batch, prepared, by_source, stale)
+    _decide(session, batch, prepared, by_source, stale, decisions)
+
+
+def _create_placeholders(session, sources, at):
+    """Rows of zeros for the windows the batch creates, committed on a connection of their
+    own: the batch then locks them in order like any other row. Created in its transaction,
+    they would stay locked from their insert to its commit, out of that order. An empty row
+    left by a batch that rolls back harms nobody (and is purged)."""
+    with session.get_bind().engine.begin() as conn:
+        conn.execute(_PG_PLACEHOLDERS, {"sources": sources, "at": at})
+
+
+def _is_placeholder(row):
+    return row[2] == 0 and row[1] == "[]" and row[5] == "[]"
 
 
 def _load_batch(session, policy, prepared, by_source):
@@ -444,55 +516,64 @@ def _load_batch(session, policy, prepared, by_source):
             select(Tenant.trunk_number, Tenant.id).where(Tenant.trunk_number.in_(trunks))
         ).all()) if trunks else {},
     )
-    counted = {}  # source -> counted failures in this batch
+    batch.postgresql = session.get_bind().dialect.name == "postgresql"
+    batch.now = now = prepared[0][1].at
     for source, event in prepared:
         if isinstance(event, Failure) and event.reason in COUNTED_REASONS:
-            counted[source] = counted.get(source, 0) + 1
-    failing = sorted(counted)
-    postgresql = session.get_bind().dialect.name == "postgresql"
-    now = prepared[0][1].at
-    if failing and postgresql:
-        # Create missing rows first, then lock them all in one order: concurrent batches
-        # from several edges neither deadlock nor lose an update.
-        session.execute(_PG_PLACEHOLDERS, {"sources": failing, "at": now})
-    if postgresql:
+            batch.counted[source] = batch.counted.get(source, 0) + 1
+    if batch.postgresql:
+        # Read without row locks; _settle locks what the batch changes.
         windows, active, registrations = _pg_rows(session, sources, now)
+        windows = [tuple(row) for row in windows]
+        batch.read = {row[0]: row for row in windows}
     else:
         # The transaction holds the database's write lock already (BEGIN IMMEDIATE).
         windows, active, registrations = _sqlite_rows(session, sources, now)
-    for row in windows:
-        batch.windows[row[0]] = _Window(*row)
-    for source in failing:
+    _add_rows(batch, windows, active, registrations)
+    for source in sorted(batch.counted):
         if source not in batch.windows:
             batch.windows[source] = _new_window(source, now, stored=False)
+    _load_offenders(session, batch, prepared, by_source, sources)
+    return batch
+
+
+def _add_rows(batch, windows, active, registrations):
+    for row in windows:
+        batch.windows[row[0]] = _Window(*row)
     for source, user_id, until in active:
         key = (source, user_id)
         batch.active[key] = max(until, batch.active.get(key, until))
     for source, user_id, valid_until in registrations:
         batch.registrations.setdefault(source, {})[user_id] = valid_until
-    # Offenders of the sources this batch may ban (a ban needs max_retry recent failures):
-    # loaded in one query, so that deciding a ban never triggers a flush.
-    max_retry = min(policy.max_retry, RECENT_CAP)
+
+
+def _load_offenders(session, batch, prepared, by_source, sources):
+    """The offenders of those sources this batch may ban (a ban needs max_retry recent
+    failures), in one query, so that deciding a ban never triggers a flush."""
+    max_retry = min(batch.policy.max_retry, RECENT_CAP)
     keys = set()
-    for source, count in counted.items():
-        window = batch.windows[source]
-        if (len(window.recent) if window.has_recent() else 0) + count >= max_retry:
+    for source in sources:
+        count = batch.counted.get(source, 0)
+        window = batch.windows.get(source)
+        if count and (len(window.recent) if window.has_recent() else 0) + count >= max_retry:
             keys.add(source)
             keys.update(f"{source}|{prepared[i][1].user_id}" for i in by_source[source])
     if keys:
         for offender in session.scalars(select(Offender).where(
-                _among(Offender.key, sorted(keys), postgresql))):
+                _among(Offender.key, sorted(keys), batch.postgresql))):
             batch.offenders[offender.key] = offender
-    return batch
 
 
-def _pg_rows(session, sources, now):
-    """The batch's windows (locked, in source order), active bans and registrations."""
-    windows = session.execute(
-        select(*(cast(_WINDOWS.c[name], Text) if name in _JSON_COLUMNS else _WINDOWS.c[name]
-                 for name in _WINDOW_COLUMNS))
-        .where(_among(_WINDOWS.c.source, sources, True))
-        .order_by(_WINDOWS.c.source).with_for_update())
+def _pg_windows(sources):
+    """The windows of these sources, in source order, their JSON columns as texts."""
+    return (select(*(cast(_WINDOWS.c[name], Text) if name in _JSON_COLUMNS else _WINDOWS.c[name]
+                     for name in _WINDOW_COLUMNS))
+            .where(_among(_WINDOWS.c.source, sources, True)).order_by(_WINDOWS.c.source))
+
+
+def _pg_rows(session, sources, now, windows=True):
+    """The windows (unless not asked for), active bans and registrations of these sources."""
+    windows = session.execute(_pg_windows(sources)) if windows else ()
     active = session.execute(select(Ban.source, Ban.user_id, Ban.until).where(
         _among(Ban.source, sources, True), Ban.lifted_at.is_(None), Ban.until > now))
     registrations = session.execute(
@@ -708,11 +789,13 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
         offender = batch.offenders.get(key)
     else:
         offender = session.get(Offender, key)
+    new_offender = None
     if offender is None:
-        offender = Offender(key=key, offences=0, last_banned_until=at)
-        session.add(offender)
+        offender = new_offender = Offender(key=key, offences=0, last_banned_until=at)
         if batch is not None:
             batch.offenders[key] = offender
+        else:
+            session.add(offender)
     if duration is None:
         escalated = policy.ban_time * policy.ban_time_factor ** offender.offences
         duration = min(escalated, policy.max_ban_time)
@@ -741,9 +824,12 @@ def _ban(session, batch, source, user_id, reason, at, *, manual=False, duration=
         ban.user_ids, ban.unattributed = [user_id], tenant_id is None
         tenant_ids = [tenant_id] if tenant_id is not None else []
     ban.tenants = [BanTenant(tenant_id=t) for t in tenant_ids]
-    session.add(ban)
     if batch is not None:
+        # Added with the source's other bans once it is settled (apply_auth_events).
         batch.active[(source, user_id)] = until
+        batch.pending.setdefault(source, []).append((new_offender, ban))
+        return ban
+    session.add(ban)
     outbox.record_change(session, "ban", ban)
     return ban
 

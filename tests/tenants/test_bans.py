@@ -7,7 +7,7 @@ from sqlalchemy import func, select
 
 from tenants.errors import Conflict, Invalid, NotFound
 from tenants.models import (
-    AuditEvent, Ban, BanPolicy, BanTenant, FailureWindow, OutboxEntry, Role,
+    AuditEvent, Ban, BanPolicy, BanTenant, FailureWindow, Offender, OutboxEntry, Role,
 )
 from tenants.scope import Forbidden, Principal
 from tenants.services import bans, edges, resellers, tenants
@@ -739,3 +739,85 @@ def test_a_windows_reasons_are_written_as_json_would_write_them(reasons):
 
     assert json.loads(bans._encode_reasons(reasons)) == reasons
     assert bans._encode_reasons(reasons) == json.dumps(reasons, separators=(",", ":"))
+
+
+def _commit_first(monkeypatch, other):
+    """Run `other()` (another session's committed batch) after this session's batch was read
+    and decided, before it locks its windows: the race _settle resolves on PostgreSQL."""
+    settle, pending = bans._settle, [other]
+
+    def late(*args):
+        while pending:  # once (other's own batch settles as usual)
+            pending.pop()()
+        return settle(*args)
+
+    monkeypatch.setattr(bans, "_settle", late)
+
+
+def test_a_batch_decided_on_a_row_another_batch_changed_decides_again(
+    pg_session_factory, pg_session, monkeypatch
+):
+    for r in range(4):
+        bans.record_failure(pg_session, address="198.51.100.7", user_id="12345101",
+                            reason="wrong_password", at=at(r))
+
+    def other_edge():
+        with pg_session_factory() as s:
+            outcome = bans.record_failure(s, address="198.51.100.7", user_id="12345101",
+                                          reason="wrong_password", at=at(5), edge="edge-2")
+            assert outcome.outcome == "banned"
+
+    _commit_first(monkeypatch, other_edge)
+    with pg_session_factory() as s:
+        # Read with 4 failures this would ban; by its lock the other edge's fifth has.
+        decision = bans.record_failure(s, address="198.51.100.7", user_id="12345101",
+                                       reason="wrong_password", at=at(6), edge="edge-1")
+    assert decision.outcome == "recorded"
+    window = pg_session.scalars(select(FailureWindow).execution_options(
+        populate_existing=True)).one()
+    assert window.failures == 6 and sorted(window.edges) == ["edge-1", "edge-2"]
+    assert [(b.source, b.offence) for b in pg_session.scalars(select(Ban))] == [
+        ("198.51.100.7", 1)]
+    assert len(ban_entries(pg_session)) == 1
+    offender = pg_session.scalars(select(Offender).execution_options(
+        populate_existing=True)).one()
+    assert offender.offences == 1
+
+
+def test_a_window_another_batch_created_meanwhile_keeps_both_failures(
+    pg_session_factory, pg_session, monkeypatch
+):
+    def other_edge():
+        with pg_session_factory() as s:
+            bans.record_failure(s, address="2001:db8:5::1", user_id="12345101",
+                                reason="unknown_user", at=at(1), edge="edge-2")
+
+    _commit_first(monkeypatch, other_edge)
+    with pg_session_factory() as s:
+        bans.record_failure(s, address="2001:db8:5::2", user_id="12345102",
+                            reason="wrong_password", at=at(2), edge="edge-1")
+    window = pg_session.scalars(select(FailureWindow).execution_options(
+        populate_existing=True)).one()
+    assert window.failures == 2 and len(window.recent) == 2
+    assert window.reasons == {"unknown_user": 1, "wrong_password": 1}
+    assert window.first_at == at(1) and window.last_at == at(2)
+
+
+def test_a_batch_that_bans_and_finds_its_row_unchanged_keeps_its_decision(
+    pg_session_factory, pg_session, monkeypatch
+):
+    for r in range(4):
+        bans.record_failure(pg_session, address="198.51.100.8", user_id="12345101",
+                            reason="wrong_password", at=at(r))
+
+    def other_edge():  # another source: no conflict
+        with pg_session_factory() as s:
+            bans.record_failure(s, address="198.51.100.9", user_id="12345101",
+                                reason="wrong_password", at=at(4))
+
+    _commit_first(monkeypatch, other_edge)
+    with pg_session_factory() as s:
+        decision = bans.record_failure(s, address="198.51.100.8", user_id="12345101",
+                                       reason="wrong_password", at=at(5))
+    assert decision.outcome == "banned"
+    assert [b.source for b in pg_session.scalars(select(Ban))] == ["198.51.100.8"]
