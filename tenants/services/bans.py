@@ -351,6 +351,7 @@ class _Batch:
     # The bans decided, added to the session only once their source is settled (see _settle).
     pending: dict = field(default_factory=dict)  # source -> [(new Offender or None, Ban)]
     read: dict = field(default_factory=dict)  # PostgreSQL: source -> its window's row as read
+    encoded: dict = field(default_factory=dict)  # PostgreSQL: source -> its _pg_row, settled
 
 
 def record_failure(session, *, address, user_id, reason, at, edge=None):
@@ -458,19 +459,27 @@ def _settle(session, batch, prepared, by_source, decisions):
     changed = sorted(source for source, window in batch.windows.items() if window.changed)
     if not changed:
         return
+    # Written before the locks are taken: they are held from here to the commit.
+    batch.encoded = {source: _pg_row(batch.windows[source]) for source in changed}
     missing = [source for source in changed if source not in batch.read]
     if missing:
         _create_placeholders(session, missing, batch.now)
-    locked = {row[0]: tuple(row) for row in session.execute(
-        _pg_windows(changed).with_for_update())}
-    stale = [source for source in changed if locked[source] != batch.read.get(source)
-             and not (source in missing and _is_placeholder(locked[source]))]
+    # Every change to a window changes its failures, last_at or recent (a failure counts in
+    # the first two, a success or a lift forgives in the third): locked, these are compared.
+    locked = {source: (failures, last_at, recent) for source, failures, last_at, recent in
+              session.execute(select(_WINDOWS.c.source, _WINDOWS.c.failures, _WINDOWS.c.last_at,
+                                     cast(_WINDOWS.c.recent, Text))
+                              .where(_among(_WINDOWS.c.source, changed, True))
+                              .order_by(_WINDOWS.c.source).with_for_update())}
+    stale = [source for source in changed
+             if _changed_since_read(batch.read.get(source), locked[source])]
     if not stale:
         return
+    windows, active, registrations = _pg_rows(session, stale, batch.now)  # locked: ours now
     for source in stale:
         batch.pending.pop(source, None)
+        batch.encoded.pop(source, None)
         batch.registrations.pop(source, None)
-        batch.windows[source] = _Window(*locked[source])
     stale_set = set(stale)
     for mapping in (batch.active, batch.registered):
         for key in [key for key in mapping if key[0] in stale_set]:
@@ -480,10 +489,16 @@ def _settle(session, batch, prepared, by_source, decisions):
         offender = batch.offenders.pop(key)
         if offender in session:
             session.expire(offender)
-    _, active, registrations = _pg_rows(session, stale, batch.now, windows=False)
-    _add_rows(batch, (), active, registrations)
+    _add_rows(batch, windows, active, registrations)
     _load_offenders(session, batch, prepared, by_source, stale)
     _decide(session, batch, prepared, by_source, stale, decisions)
+
+
+def _changed_since_read(row, locked):
+    failures, _last_at, recent = locked
+    if row is None:  # no window when read: unchanged while it is still a placeholder
+        return failures != 0 or recent != "[]"
+    return (row[2], row[4], row[1]) != locked  # _WINDOW_COLUMNS' failures, last_at, recent
 
 
 def _create_placeholders(session, sources, at):
@@ -495,8 +510,6 @@ def _create_placeholders(session, sources, at):
         conn.execute(_PG_PLACEHOLDERS, {"sources": sources, "at": at})
 
 
-def _is_placeholder(row):
-    return row[2] == 0 and row[1] == "[]" and row[5] == "[]"
 
 
 def _load_batch(session, policy, prepared, by_source):
@@ -571,9 +584,9 @@ def _pg_windows(sources):
             .where(_among(_WINDOWS.c.source, sources, True)).order_by(_WINDOWS.c.source))
 
 
-def _pg_rows(session, sources, now, windows=True):
-    """The windows (unless not asked for), active bans and registrations of these sources."""
-    windows = session.execute(_pg_windows(sources)) if windows else ()
+def _pg_rows(session, sources, now):
+    """The windows, active bans and registrations of these sources."""
+    windows = session.execute(_pg_windows(sources))
     active = session.execute(select(Ban.source, Ban.user_id, Ban.until).where(
         _among(Ban.source, sources, True), Ban.lifted_at.is_(None), Ban.until > now))
     registrations = session.execute(
@@ -635,6 +648,16 @@ def _new_window(source, at, stored=True):
     return _Window(source, [], 0, at, at, [], [], {}, [], False, stored=stored)
 
 
+def _pg_row(window):
+    """A window as an element of _PG_UPDATE's JSON document."""
+    return ("{" + ",".join(f'"{name}":{text_}'
+                           for name, text_ in zip(_JSON_COLUMNS, window.encoded()))
+            + "," + _encode_json({"source": window.source, "failures": window.failures,
+                                  "first_at": window.first_at.isoformat(),
+                                  "last_at": window.last_at.isoformat(),
+                                  "unattributed": window.unattributed})[1:])
+
+
 def _write_batch(session, batch):
     """The batch's changes to windows and registrations: one executemany per statement."""
     dialect = session.get_bind().dialect
@@ -644,13 +667,9 @@ def _write_batch(session, batch):
         # One statement for the whole batch, its rows as arrays (all of them exist: see the
         # placeholders in _load_batch).
         # The JSON columns' texts are embedded as they are (valid JSON each).
+        encoded = batch.encoded
         session.execute(_PG_UPDATE, {"rows": "[" + ",".join(
-            "{" + ",".join(f'"{name}":{text_}' for name, text_ in zip(_JSON_COLUMNS, w.encoded()))
-            + "," + _encode_json({"source": w.source, "failures": w.failures,
-                                  "first_at": w.first_at.isoformat(),
-                                  "last_at": w.last_at.isoformat(),
-                                  "unattributed": w.unattributed})[1:]
-            for w in changed) + "]"})
+            encoded.get(w.source) or _pg_row(w) for w in changed) + "]"})
     elif changed:
         # The DB-API's executemany: the rows of one batch in one call, without a
         # bind-processing pass per row and column.
