@@ -955,58 +955,55 @@ whose scratch database it creates, by default `postgresql+psycopg://postgres@127
 
 
 # Read with the figures above; kept here so that a rerun keeps them next to its figures.
-# Written from the run of 2026-12-02 with `--writers-as both` (load average 0.7-2.0 on
-# 2 CPUs: no other job); rewrite it when the engine or the figures change.
+# Written from the second run of 2026-12-02 with `--writers-as both` (load average 0.1-3.3
+# on 2 CPUs: no other job); rewrite it when the engine or the figures change.
 FINDINGS = """
-### Findings (2026-12-02, `--writers-as both`)
+### Findings (2026-12-02, second run, `--writers-as both`)
 
-- **Figures.** Unpaced: SQLite 9,311 failures/s with 4 threads and 9,720/s with 4
-  processes; PostgreSQL 7,924/s with threads and 9,163/s with processes. Attack (10,000/s
-  offered for 60 s): SQLite 9,617/s (threads) and 9,974/s (processes), PostgreSQL
-  8,128/s and 9,625/s; commits at most 3.9 / 3.7 s (SQLite) and 12.7 / 5.5 s
-  (PostgreSQL) behind schedule. No errors in any column.
-- **The 10,000/s target is not met unpaced** in any column (93%, 97%, 79%, 92% of it).
-  In the attack only **SQLite with processes kept up** (9,974/s, 99.7% of the offered
-  rate; 598,800 of the 600,000 failures committed within the 60 s, after falling up to
-  3.7 s behind). SQLite with threads reached 96%, PostgreSQL 81% with threads and 96%
-  with processes: not kept up. The run before (same code, threads only) had 9,819/s and
-  8,426/s unpaced, 9,944/s (kept up) and 8,645/s in the attack: the thread figures of
-  this run are 3-6% lower, so differences of that size between runs are noise.
-- **Processes help little, because the writers wait on locks more than on the GIL.**
-  Over the 30 s unpaced the machine was busy 29-30 of the 60 CPU-seconds on SQLite in
-  both modes (the 4 processes together used 29 CPU-s: one core): a batch holds SQLite's
-  one write lock from its first read to its commit, so batches run one at a time
-  whatever the mode, and processes gain 4%, unpaced and in the attack. On PostgreSQL the
-  machine was busy 34 (threads) and 39 (processes) of 60 CPU-s: processes gain 16%
-  unpaced and 18% in the attack, but both CPUs are far from full; most likely (not
-  measured) because each batch locks its windows FOR UPDATE in source order and 4
-  batches of 400 from the same 10,500 sources share sources, so they mostly wait for
-  each other until the first commits. So more writers will not reach 10,000/s here; a
-  shorter locked section per batch, or less work per failure, would.
-- **Since the run of 2026-11-28** (971 and 604 failures/s unpaced, 722 and 288 in the
-  attack; other writer p99 13.7 s on SQLite and 589 ms on PostgreSQL): a batch is
-  applied on plain rows, one SELECT of its windows and one statement per table
-  (executemany on SQLite, `json_to_recordset` on PostgreSQL), with PostgreSQL's lookups
-  as constant arrays; failures of a source banned as a whole are summarised but no
-  longer kept in `recent` nor decided again; a window's JSON is read as text and decoded
-  only when needed; SQLite writers queue on a flock (`<database>-writer.lock`) before
-  BEGIN IMMEDIATE instead of SQLite's sleep-and-retry busy handler.
-- **Other writers** (one failure every 100 ms, a thread of the bench's main process in
-  both modes; in process mode it shares no GIL with the writers): SQLite p99 304 ms and
-  max 347 ms with threads, p99 268 ms and max 435 ms with processes: it waits its turn
-  behind about one batch in the flock queue (a batch takes 136-152 ms at p50), no longer
-  seconds (p99 13.7 s on 2026-11-28, 1.9 s on 2026-12-01 before the queue), and no
-  "database is locked". PostgreSQL p99 110 ms / max 127 ms with threads, 36 / 41 ms
-  with processes (the writers' row locks are on other sources; with threads it most
-  likely waits for the GIL).
+- **A slower machine than the run before.** This run's machine (AMD EPYC, 2 CPUs) is not
+  the one of the run before (Intel Xeon), and the engine's code of that run measured here
+  gives far less: PostgreSQL with 4 writer processes 5,889 failures/s unpaced and 7,166/s
+  in the attack (9,163 and 9,625 there), with 4 threads 4,183 and 4,443 (7,924 and 8,128
+  there). Compare within one machine only.
+- **Figures.** Unpaced: SQLite 5,975 failures/s with 4 threads and 6,845/s with 4
+  processes; PostgreSQL 3,935/s with threads and 8,343/s with processes. Attack (10,000/s
+  offered for 60 s): SQLite 7,307/s and 8,215/s, PostgreSQL 4,336/s and 8,267/s; commits
+  up to 17.1 / 11.5 s (SQLite) and 34.9 / 11.8 s (PostgreSQL) behind schedule. No errors
+  in any column. **The 10,000/s target is not met** in any column here (at best 83%).
+- **What this session's engine changes gained, on this machine.** SQLite: 511k → 418k
+  instructions per failure of a scan (callgrind, one writer, from a database where every
+  source is banned already: -18%): failure_windows.last_at is no longer indexed
+  (migration 0005; every failure rewrote it, and the index served only the purge and a
+  page of GET /auth-failures over a table the purge keeps small), a batch's rows are read
+  through the driver with its sources as one `json_each` parameter and times converted
+  directly, reasons written without the JSON encoder. PostgreSQL with processes:
+  8,343/s unpaced and 8,267/s in the attack against the old code's 5,889 and 7,166 (an
+  earlier run of the new code in this session, before its last two commits, gave 6,072
+  and 6,903: runs here differ by 20% and more). In a steady scan from 4 writer processes
+  (every source banned) 4,705/s before and 6,300-7,100/s after: a batch is now read and
+  decided without row locks, then locks only the windows it changes, in source order, and
+  decides again the few that another batch changed meanwhile (`_settle`); before, it
+  held its row locks from its first read to its commit, and with 4 batches of 400 from
+  10,500 sources every batch shares sources with every other, so they ran nearly one at
+  a time (2.5 of 4 writers waiting on a row lock at any moment, by pg_stat_activity).
+  PostgreSQL with threads: no change (3,935 / 4,336 against 4,183 / 4,443): the 4
+  writers share one GIL.
+- **Where it is bound now.** SQLite: one core (the machine busy 32 of 61 CPU-s unpaced
+  in both modes): a batch holds the one write lock from its first read to its commit,
+  so only less work per failure makes it faster. PostgreSQL with processes: both CPUs
+  (54 of 60 CPU-s unpaced, 112 of 119 in the attack; PostgreSQL's own server about a
+  third of it), so here too less work per failure (the writers' Python and the server's
+  updates of 400 JSON rows per batch), not more writers.
+- **Other writers** (one failure every 100 ms, a thread of the bench's main process):
+  SQLite p99 407 / 482 ms (threads / processes; max 724 / 512 ms): it waits in the flock
+  queue behind a batch or two, and gets no "database is locked". PostgreSQL p99 251 ms
+  with threads (the GIL) and 66 ms with processes.
 - **Memory and rows stay bounded**: failure_windows holds one row per source (10,750)
   and `purge(now + find_time)` empties it; bans, offenders and outbox hold one row per
   banned source (10,500), not one per failure; automatic bans write no audit_events
-  row. RSS with threads: 132 → 144 MiB on SQLite, 176 → 179 MiB on PostgreSQL, level
-  after the first 10-20 s. With processes (the sum over the 4 writer processes, parent
-  not included): 342 → 409 MiB (SQLite) and 342 → 390 MiB (PostgreSQL), each process at
-  most 102 and 98 MiB, about 85 MiB of it before the first batch (interpreter, product
-  and engine); level after 40 s on SQLite, 2 MiB more over the last 30 s on PostgreSQL.
+  row. RSS with threads: 121 → 131 MiB on SQLite, 172 → 173 MiB on PostgreSQL; with
+  processes (the sum over the 4 writer processes): 342 → 396 MiB and 342 → 392 MiB, each
+  process at most 100 MiB; level after the first 20-40 s.
 """
 
 
