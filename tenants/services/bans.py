@@ -464,13 +464,12 @@ def _settle(session, batch, prepared, by_source, decisions):
     missing = [source for source in changed if source not in batch.read]
     if missing:
         _create_placeholders(session, missing, batch.now)
-    # Every change to a window changes its failures, last_at or recent (a failure counts in
-    # the first two, a success or a lift forgives in the third): locked, these are compared.
-    locked = {source: (failures, last_at, recent) for source, failures, last_at, recent in
-              session.execute(select(_WINDOWS.c.source, _WINDOWS.c.failures, _WINDOWS.c.last_at,
-                                     cast(_WINDOWS.c.recent, Text))
-                              .where(_among(_WINDOWS.c.source, changed, True))
-                              .order_by(_WINDOWS.c.source).with_for_update())}
+    locked = _lock_windows(session, changed)
+    while absent := [source for source in changed if source not in locked]:
+        # Purged since (a quiet window) or since its placeholder was made: made again, and
+        # decided again below. A locked row cannot be purged.
+        _create_placeholders(session, absent, batch.now)
+        locked.update(_lock_windows(session, absent))
     stale = [source for source in changed
              if _changed_since_read(batch.read.get(source), locked[source])]
     if not stale:
@@ -492,6 +491,17 @@ def _settle(session, batch, prepared, by_source, decisions):
     _add_rows(batch, windows, active, registrations)
     _load_offenders(session, batch, prepared, by_source, stale)
     _decide(session, batch, prepared, by_source, stale, decisions)
+
+
+def _lock_windows(session, sources):
+    """Lock these windows in source order. Every change to a window changes its failures,
+    last_at or recent (a failure the first two, a success or a lift forgives in the third):
+    these are read to compare with the row as read."""
+    return {source: (failures, last_at, recent) for source, failures, last_at, recent in
+            session.execute(select(_WINDOWS.c.source, _WINDOWS.c.failures, _WINDOWS.c.last_at,
+                                   cast(_WINDOWS.c.recent, Text))
+                            .where(_among(_WINDOWS.c.source, sources, True))
+                            .order_by(_WINDOWS.c.source).with_for_update())}
 
 
 def _changed_since_read(row, locked):

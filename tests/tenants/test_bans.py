@@ -821,3 +821,24 @@ def test_a_batch_that_bans_and_finds_its_row_unchanged_keeps_its_decision(
                                        reason="wrong_password", at=at(5))
     assert decision.outcome == "banned"
     assert [b.source for b in pg_session.scalars(select(Ban))] == ["198.51.100.8"]
+
+
+def test_a_window_purged_after_it_was_read_is_made_again_and_decided_again(
+    pg_session_factory, pg_session, monkeypatch
+):
+    for r in range(3):
+        bans.record_failure(pg_session, address="198.51.100.10", user_id="12345101",
+                            reason="wrong_password", at=at(r))
+
+    def housekeeping():  # a purge far enough ahead forgets the window
+        with pg_session_factory() as s:
+            bans.purge(s, at(100000))
+
+    _commit_first(monkeypatch, housekeeping)
+    with pg_session_factory() as s:
+        decision = bans.record_failure(s, address="198.51.100.10", user_id="12345101",
+                                       reason="wrong_password", at=at(3))
+    assert decision.outcome == "recorded"
+    window = pg_session.scalars(select(FailureWindow).execution_options(
+        populate_existing=True)).one()
+    assert window.failures == 1 and len(window.recent) == 1
