@@ -87,6 +87,29 @@ def writer_lock_path(database):
     return os.path.abspath(os.fsdecode(database)) + WRITER_LOCK_SUFFIX
 
 
+def writer_busy(engine):
+    """Whether another writer holds this SQLite database's writers' queue at this moment
+    (False without a queue: PostgreSQL, :memory:). A hint, stale once returned: the caller
+    may read and decide meanwhile (the ban engine), then queue as any writer."""
+    if engine.dialect.name != "sqlite" or not _has_writer_queue(str(engine.url)):
+        return False
+    try:
+        fd = os.open(writer_lock_path(engine.url.database), os.O_RDWR | os.O_CLOEXEC)
+    except OSError:  # no writer yet (created by the first), or a read-only folder
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    else:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return False
+    finally:
+        os.close(fd)
+
+
 def _configure_sqlite(engine):
     @event.listens_for(engine, "connect")
     def _connect(dbapi_connection, _record):

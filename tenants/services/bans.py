@@ -24,8 +24,10 @@ failure decodes and writes back only what it changes: a window's JSON columns ar
 text, decoded when first needed, and written back as read when unchanged (see _Column).
 """
 
+import contextlib
 import datetime as dt
 import json
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from ipaddress import ip_network
@@ -36,12 +38,13 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import selectinload
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.util import identity_key
 
 from .. import outbox
 from ..addresses import MIN_TENANT_PREFIX, overlaps, parse_address, parse_network, source_of
-from ..db import commit
+from ..db import READER, commit, is_reader, writer_busy
 from ..errors import Conflict, Invalid, NotFound
 from ..models import (
     Ban, BanPolicy, BanTenant, Edge, FailureWindow, Offender, Role, SourceRegistration, Tenant,
@@ -350,8 +353,10 @@ class _Batch:
     counted: dict = field(default_factory=dict)  # source -> counted failures in the batch
     # The bans decided, added to the session only once their source is settled (see _settle).
     pending: dict = field(default_factory=dict)  # source -> [(new Offender or None, Ban)]
-    read: dict = field(default_factory=dict)  # PostgreSQL: source -> its window's row as read
-    encoded: dict = field(default_factory=dict)  # PostgreSQL: source -> its _pg_row, settled
+    read: dict = field(default_factory=dict)  # source -> its window's row as read
+    encoded: dict = field(default_factory=dict)  # source -> its _encode_row, once settled
+    unlocked: bool = False  # SQLite: read and decided before the write lock (_unlocked_reader)
+    withdrawn: set = field(default_factory=set)  # indexes in prepared (write_auth_events)
 
 
 def record_failure(session, *, address, user_id, reason, at, edge=None):
@@ -364,9 +369,27 @@ def record_success(session, *, address, user_id, at, valid_until=None, edge=None
 
 def record_auth_events(session, events):
     """Apply a batch of failures and successes (in time order) in one transaction."""
-    decisions = apply_auth_events(session, events)
-    commit(session)
+    with one_batch_at_a_time(session):
+        decisions = apply_auth_events(session, events)
+        commit(session)
     return decisions
+
+
+# SQLite: this process's batches. Reentrant: no thread waits for itself.
+_ONE_BATCH_AT_A_TIME = threading.RLock()
+
+
+def one_batch_at_a_time(session):
+    """Held by a caller from a batch's decision (decide_auth_events) to its commit.
+
+    On SQLite, batches of one process go one at a time: its threads share one GIL, and a
+    second batch deciding beside the one that holds the write lock would only slow that one
+    down. Batches of several processes decide at once (see decide_auth_events). A session
+    whose transaction has begun holds the write lock already: it never waits here, behind a
+    batch that waits for that lock."""
+    if session.get_bind().dialect.name != "sqlite" or session.in_transaction():
+        return contextlib.nullcontext()
+    return _ONE_BATCH_AT_A_TIME
 
 
 @lru_cache(maxsize=16384)
@@ -384,7 +407,32 @@ def _protected(source, networks):
 
 
 def apply_auth_events(session, events, *, names=None):
-    """The work of record_auth_events inside the caller's transaction (no commit).
+    """The work of record_auth_events inside the caller's transaction (no commit): its
+    decision, then its writes."""
+    return write_auth_events(session, decide_auth_events(session, events, names=names))
+
+
+@dataclass
+class DecidedBatch:
+    """A batch decided by decide_auth_events, for write_auth_events."""
+
+    batch: "_Batch | None"  # None: no events
+    prepared: list  # (source, event) in time order
+    by_source: dict
+    decisions: list
+    order: list = field(default_factory=list)  # prepared's n-th event is events[order[n]]
+
+
+def decide_auth_events(session, events, *, names=None):
+    """Read and decide a batch of failures and successes; write_auth_events settles and
+    writes it, in the session's transaction. The caller holds one_batch_at_a_time(session)
+    from here to its commit.
+
+    On SQLite, a batch that finds another writer busy (another process), while the
+    session's transaction has not begun, reads and decides meanwhile on a read transaction
+    of its own (WAL: without the write lock): write_auth_events then takes the lock only to
+    settle and write (see _settle). Otherwise the batch takes the write lock at once and
+    reads under it, which costs less.
 
     ``names`` says what the caller's request calls each event ("events.7": an edge's batch
     mixes these with other events), so that an invalid field is named as the caller sent
@@ -394,44 +442,96 @@ def apply_auth_events(session, events, *, names=None):
     source, in time order): one SELECT of the batch's windows, the decisions in Python,
     then one executemany per table. Decisions are returned in time order.
     """
-    policy = get_policy(session)
-    if names is None:
-        names = range(len(events))
-    prepared = []
-    for name, event in zip(names, events, strict=True):
-        try:
-            source = _cached_source(event.address, policy.ipv6_prefix)
-        except (Invalid, TypeError):
-            source = source_of(event.address, policy.ipv6_prefix, field=f"{name}.address")
-        if not isinstance(event.user_id, str) or not 0 < len(event.user_id) <= 64:
-            raise Invalid(f"{name}.user_id", "a SIP user ID of 1 to 64 characters")
-        if not isinstance(event.at, dt.datetime) or event.at.utcoffset() is None:
-            raise Invalid(f"{name}.at", "a time with its time zone")
-        if isinstance(event, Failure) and event.reason not in COUNTED_REASONS | IGNORED_REASONS:
-            raise Invalid(f"{name}.reason", "one of " + ", ".join(
-                sorted(COUNTED_REASONS | IGNORED_REASONS)))
-        prepared.append((source, event))
-    if not prepared:
-        return []
-    prepared.sort(key=lambda item: item[1].at)
-    by_source = {}
-    for index, (source, _event) in enumerate(prepared):
-        by_source.setdefault(source, []).append(index)
-    batch = _load_batch(session, policy, prepared, by_source)
-    decisions = [None] * len(prepared)
-    # No flush until the commit, which then sends the bans together.
+    reader = _unlocked_reader(session)
+    with reader if reader is not None else contextlib.nullcontext(session) as reading:
+        policy = get_policy(reading)
+        if names is None:
+            names = range(len(events))
+        prepared = []
+        for name, event in zip(names, events, strict=True):
+            try:
+                source = _cached_source(event.address, policy.ipv6_prefix)
+            except (Invalid, TypeError):
+                source = source_of(event.address, policy.ipv6_prefix, field=f"{name}.address")
+            if not isinstance(event.user_id, str) or not 0 < len(event.user_id) <= 64:
+                raise Invalid(f"{name}.user_id", "a SIP user ID of 1 to 64 characters")
+            if not isinstance(event.at, dt.datetime) or event.at.utcoffset() is None:
+                raise Invalid(f"{name}.at", "a time with its time zone")
+            if isinstance(event, Failure) and event.reason not in COUNTED_REASONS | IGNORED_REASONS:
+                raise Invalid(f"{name}.reason", "one of " + ", ".join(
+                    sorted(COUNTED_REASONS | IGNORED_REASONS)))
+            prepared.append((source, event))
+        if not prepared:
+            return DecidedBatch(None, [], {}, [])
+        order = sorted(range(len(prepared)), key=lambda i: prepared[i][1].at)
+        prepared = [prepared[i] for i in order]
+        by_source = {}
+        for index, (source, _event) in enumerate(prepared):
+            by_source.setdefault(source, []).append(index)
+        batch = _load_batch(reading, policy, prepared, by_source)
+        batch.unlocked = reader is not None
+        decisions = [None] * len(prepared)
+        # No flush until the commit, which then sends the bans together.
+        with reading.no_autoflush:
+            _decide(reading, batch, prepared, by_source, by_source, decisions)
+    return DecidedBatch(batch, prepared, by_source, decisions, order)
+
+
+def write_auth_events(session, decided, *, withdrawn=()):
+    """Settle a batch of decide_auth_events and write it (no commit); its decisions, in
+    time order. ``withdrawn``: indexes (in the events given to decide_auth_events) of
+    events that turned out not to have happened (an edge's registration of a user ID
+    deleted since): their sources are decided again without them (their decision: None)."""
+    batch, prepared, by_source, decisions = (
+        decided.batch, decided.prepared, decided.by_source, decided.decisions)
+    if batch is None:
+        return decisions
+    forced = set()
+    if withdrawn:
+        position = {event: n for n, event in enumerate(decided.order)}
+        batch.withdrawn = {position[event] for event in withdrawn}
+        forced = {prepared[n][0] for n in batch.withdrawn}
     with session.no_autoflush:
-        _decide(session, batch, prepared, by_source, by_source, decisions)
-        if batch.postgresql:
-            _settle(session, batch, prepared, by_source, decisions)
+        if batch.postgresql or batch.unlocked or forced:
+            _settle(session, batch, prepared, by_source, decisions, forced)
         for decided in batch.pending.values():
             for offender, ban in decided:
                 if offender is not None:
                     session.add(offender)
                 session.add(ban)
                 outbox.record_change(session, "ban", ban)
+        if batch.unlocked:
+            for offender in batch.offenders.values():
+                _adopt(session, offender)
     _write_batch(session, batch)
     return decisions
+
+
+def _adopt(session, offender):
+    """An offender read by the reader (detached now) and escalated by the batch, written by
+    the session. Its window was unchanged at the lock (else it was read again), so its row
+    is as read: a copy the session holds already takes its values."""
+    state = inspect(offender)
+    if not state.detached:
+        return
+    held = session.identity_map.get(state.key)
+    if held is None:
+        session.add(offender)
+    elif held is not offender:
+        held.offences, held.last_banned_until = offender.offences, offender.last_banned_until
+
+
+
+def _unlocked_reader(session):
+    """A read-only session for a batch to read and decide on before it takes SQLite's write
+    lock, or None: when no other writer holds that lock (the batch takes it at once), when
+    the session's transaction has begun (it holds the lock already), or on PostgreSQL
+    (which locks rows, see _settle)."""
+    bind = session.get_bind()
+    if bind.dialect.name != "sqlite" or session.in_transaction() or is_reader(session) \
+            or not writer_busy(bind.engine):
+        return None
+    return Session(bind=bind.execution_options(**READER), autoflush=False)
 
 
 def _decide(session, batch, prepared, by_source, sources, decisions):
@@ -440,41 +540,45 @@ def _decide(session, batch, prepared, by_source, sources, decisions):
         exempt = _protected(source, batch.protected)
         for index in by_source[source]:
             event = prepared[index][1]
-            if isinstance(event, Failure):
+            if index in batch.withdrawn:
+                decisions[index] = None
+            elif isinstance(event, Failure):
                 decisions[index] = _failure(session, batch, source, event, window, exempt)
             else:
                 decisions[index] = _success(batch, source, event, window)
 
 
-def _settle(session, batch, prepared, by_source, decisions):
-    """PostgreSQL: lock the windows the batch changes and decide again where another batch
-    changed one since it was read.
+def _settle(session, batch, prepared, by_source, decisions, forced=frozenset()):
+    """Lock what the batch changes and decide again where another batch changed a window
+    since it was read.
 
-    The batch was read and decided without row locks, so that concurrent batches (several
+    The batch was read and decided without locks, so that concurrent batches (several
     edges, several workers), which share sources during a scan, wait for each other only
-    from here to their commit: this locks the changed windows in source order (so they
-    never deadlock), compares each with the row as read, and decides the sources whose row
-    differs again, on the locked row and freshly read bans, registrations and offenders.
-    No failure is lost or counted twice, and a source is banned once."""
+    from here to their commit. PostgreSQL locks the changed windows in source order (so
+    they never deadlock); SQLite takes its one write lock. Then each changed window is
+    compared with the row as read, and the sources whose row differs are decided again, on
+    the locked row and freshly read bans, registrations and offenders. No failure is lost
+    or counted twice, and a source is banned once. The ``forced`` sources are decided
+    again in any case (see write_auth_events)."""
     changed = sorted(source for source, window in batch.windows.items() if window.changed)
-    if not changed:
+    if not changed and not forced:
         return
     # Written before the locks are taken: they are held from here to the commit.
-    batch.encoded = {source: _pg_row(batch.windows[source]) for source in changed}
-    missing = [source for source in changed if source not in batch.read]
-    if missing:
-        _create_placeholders(session, missing, batch.now)
-    locked = _lock_windows(session, changed)
-    while absent := [source for source in changed if source not in locked]:
-        # Purged since (a quiet window) or since its placeholder was made: made again, and
-        # decided again below. A locked row cannot be purged.
-        _create_placeholders(session, absent, batch.now)
-        locked.update(_lock_windows(session, absent))
-    stale = [source for source in changed
-             if _changed_since_read(batch.read.get(source), locked[source])]
+    batch.encoded = {source: _encode_row(batch, batch.windows[source]) for source in changed}
+    if batch.postgresql:
+        locked = _lock_pg_windows(session, batch, changed) if changed else {}
+    else:
+        locked = _lock_sqlite_windows(session, changed)
+    stale = sorted(forced.union(
+        source for source in changed
+        if _changed_since_read(batch.read.get(source), locked.get(source))))
     if not stale:
         return
-    windows, active, registrations = _pg_rows(session, stale, batch.now)  # locked: ours now
+    if batch.postgresql:
+        windows, active, registrations = _pg_rows(session, stale, batch.now)  # locked: ours
+        windows = [tuple(row) for row in windows]
+    else:
+        windows, active, registrations = _sqlite_rows(session, stale, batch.now)
     for source in stale:
         batch.pending.pop(source, None)
         batch.encoded.pop(source, None)
@@ -488,9 +592,36 @@ def _settle(session, batch, prepared, by_source, decisions):
         offender = batch.offenders.pop(key)
         if offender in session:
             session.expire(offender)
+    for source in stale:
+        # Purged since it was read (SQLite; PostgreSQL made it again): a new window.
+        if batch.counted.get(source):
+            batch.windows[source] = _new_window(source, batch.now, stored=False)
+        else:
+            batch.windows.pop(source, None)
     _add_rows(batch, windows, active, registrations)
     _load_offenders(session, batch, prepared, by_source, stale)
     _decide(session, batch, prepared, by_source, stale, decisions)
+
+
+def _lock_pg_windows(session, batch, changed):
+    missing = [source for source in changed if source not in batch.read]
+    if missing:
+        _create_placeholders(session, missing, batch.now)
+    locked = _lock_windows(session, changed)
+    while absent := [source for source in changed if source not in locked]:
+        # Purged since (a quiet window) or since its placeholder was made: made again, and
+        # decided again below. A locked row cannot be purged.
+        _create_placeholders(session, absent, batch.now)
+        locked.update(_lock_windows(session, absent))
+    return locked
+
+
+def _lock_sqlite_windows(session, sources):
+    """SQLite: the write lock (the session's transaction begins: BEGIN IMMEDIATE, in the
+    writers' queue), then the failures, last_at and recent of these windows as they are."""
+    dbapi = session.connection().connection.driver_connection
+    return {source: (failures, _sqlite_time(last_at), recent) for source, failures, last_at, recent
+            in dbapi.execute(_SQLITE_LOCKED, (_encode_json(sources),)).fetchall()}
 
 
 def _lock_windows(session, sources):
@@ -505,8 +636,12 @@ def _lock_windows(session, sources):
 
 
 def _changed_since_read(row, locked):
+    """Whether a window changed between the batch's read (row; None: there was none) and its
+    lock (locked: failures, last_at, recent; None: there is none, SQLite only)."""
+    if locked is None:
+        return row is not None  # purged since
     failures, _last_at, recent = locked
-    if row is None:  # no window when read: unchanged while it is still a placeholder
+    if row is None:  # no window when read: unchanged while it is a placeholder (PostgreSQL)
         return failures != 0 or recent != "[]"
     return (row[2], row[4], row[1]) != locked  # _WINDOW_COLUMNS' failures, last_at, recent
 
@@ -548,10 +683,10 @@ def _load_batch(session, policy, prepared, by_source):
         # Read without row locks; _settle locks what the batch changes.
         windows, active, registrations = _pg_rows(session, sources, now)
         windows = [tuple(row) for row in windows]
-        batch.read = {row[0]: row for row in windows}
     else:
-        # The transaction holds the database's write lock already (BEGIN IMMEDIATE).
+        # A read transaction (see _unlocked_reader), or one that holds the write lock.
         windows, active, registrations = _sqlite_rows(session, sources, now)
+    batch.read = {row[0]: row for row in windows}
     _add_rows(batch, windows, active, registrations)
     for source in sorted(batch.counted):
         if source not in batch.windows:
@@ -616,6 +751,7 @@ _SQLITE_ACTIVE = (f"SELECT source, user_id, until FROM bans WHERE source{_SQLITE
                   " AND lifted_at IS NULL AND until > ?")
 _SQLITE_REGISTRATIONS = ("SELECT source, user_id, valid_until FROM source_registrations"
                          f" WHERE source{_SQLITE_AMONG}")
+_SQLITE_LOCKED = f"SELECT source, failures, last_at, recent FROM failure_windows WHERE source{_SQLITE_AMONG}"
 _UTC = dt.timezone.utc
 
 
@@ -668,6 +804,15 @@ def _pg_row(window):
                                   "unattributed": window.unattributed})[1:])
 
 
+def _encode_row(batch, window):
+    """A window as _write_batch writes it: an element of _PG_UPDATE's JSON document, or
+    SQLite's row of _SQLITE_INSERT or _SQLITE_UPDATE (whose parameters are in one order)."""
+    if batch.postgresql:
+        return _pg_row(window)
+    return (*window.encoded(), window.failures, _sqlite_stamp(window.first_at),
+            _sqlite_stamp(window.last_at), window.unattributed, window.source)
+
+
 def _write_batch(session, batch):
     """The batch's changes to windows and registrations: one executemany per statement."""
     dialect = session.get_bind().dialect
@@ -679,15 +824,14 @@ def _write_batch(session, batch):
         # The JSON columns' texts are embedded as they are (valid JSON each).
         encoded = batch.encoded
         session.execute(_PG_UPDATE, {"rows": "[" + ",".join(
-            encoded.get(w.source) or _pg_row(w) for w in changed) + "]"})
+            encoded.get(w.source) or _encode_row(batch, w) for w in changed) + "]"})
     elif changed:
         # The DB-API's executemany: the rows of one batch in one call, without a
         # bind-processing pass per row and column.
         conn = session.connection()
+        encoded = batch.encoded
         for stored, sql in ((False, _SQLITE_INSERT), (True, _SQLITE_UPDATE)):
-            rows = [(*w.encoded(), w.failures,
-                     _sqlite_stamp(w.first_at), _sqlite_stamp(w.last_at), w.unattributed,
-                     w.source)
+            rows = [encoded.get(w.source) or _encode_row(batch, w)
                     for w in changed if w.stored is stored]
             if rows:
                 conn.exec_driver_sql(sql, rows)

@@ -552,7 +552,7 @@ def test_a_time_without_a_zone_is_invalid(session):
 
 
 def test_concurrent_batches_of_shared_sources_lose_no_failure_and_ban_once(
-    pg_session_factory, pg_session
+    session_factory, session
 ):
     # Two edges report one scan at once: their batches share every source, in opposite
     # orders (a deadlock if rows were locked in the batches' order).
@@ -562,7 +562,7 @@ def test_concurrent_batches_of_shared_sources_lose_no_failure_and_ban_once(
     errors = []
 
     def edge(name, order, start, count, barrier):
-        with pg_session_factory() as s:
+        with session_factory() as s:
             events = [Failure(src, f"12345{name}0{r}", "wrong_password", at(start + r), name)
                       for src in order for r in range(count)]
             barrier.wait()
@@ -580,16 +580,19 @@ def test_concurrent_batches_of_shared_sources_lose_no_failure_and_ban_once(
         for t in threads:
             t.join(timeout=60)
         assert errors == []
-        return {w.source: w for w in pg_session.scalars(
+        windows = {w.source: w for w in session.scalars(
             select(FailureWindow).execution_options(populate_existing=True))}
+        session.rollback()  # SQLite: this session's read must not hold the write lock
+        return windows
 
     windows = both(0, 2)  # 4 failures per source: none lost, no ban yet
     assert {(w.failures, len(w.recent)) for w in windows.values()} == {(4, 4)}
-    assert pg_session.scalars(select(Ban)).all() == []
+    assert session.scalars(select(Ban)).all() == []
+    session.rollback()
     windows = both(10, 1)  # 6: a ban at the fifth, whichever edge reported it
     assert {w.failures for w in windows.values()} == {6}
-    assert sorted(pg_session.scalars(select(Ban.source))) == sorted(sources)
-    assert len(ban_entries(pg_session)) == len(sources)
+    assert sorted(session.scalars(select(Ban.source))) == sorted(sources)
+    assert len(ban_entries(session)) == len(sources)
 
 
 def test_a_user_id_with_quotes_and_backslashes_is_counted_like_any(session):
@@ -652,6 +655,23 @@ def test_after_a_ban_ends_counting_starts_afresh_and_the_next_ban_escalates(sess
     assert decision.outcome == "banned"
     assert (decision.ban.offence, decision.ban.until, decision.ban.failures) == (2, at(408), 5)
     assert offences(session, "192.0.2.7") == 2
+
+
+def test_a_repeat_offender_escalates_while_the_session_holds_its_offender_row(session):
+    # On SQLite the batch reads (and escalates) the offender on a reader of its own: the
+    # session's copy takes the escalation.
+    for i in range(5):
+        fail(session, "192.0.2.7", when=i)
+    bans.lift_bans(session, ROOT, "192.0.2.7", now=at(10))
+    held = session.get(Offender, "192.0.2.7")
+    assert held.offences == 1
+    session.commit()
+    for i in range(5):
+        decision = fail(session, "192.0.2.7", when=20 + i)
+    assert (decision.outcome, decision.ban.offence) == ("banned", 2)
+    assert held.offences == 2 and offences(session, "192.0.2.7") == 2
+    session.expire_all()
+    assert session.get(Offender, "192.0.2.7").offences == 2
 
 
 def test_a_pair_lockout_keeps_counting_the_failures_during_it_as_before(session):
@@ -743,7 +763,9 @@ def test_a_windows_reasons_are_written_as_json_would_write_them(reasons):
 
 def _commit_first(monkeypatch, other):
     """Run `other()` (another session's committed batch) after this session's batch was read
-    and decided, before it locks its windows: the race _settle resolves on PostgreSQL."""
+    and decided, before it locks its windows (PostgreSQL) or the database (SQLite): the race
+    _settle resolves. On SQLite the batch is made to find another writer busy, as it would
+    with other processes writing (see the test with a real one below)."""
     settle, pending = bans._settle, [other]
 
     def late(*args):
@@ -752,51 +774,101 @@ def _commit_first(monkeypatch, other):
         return settle(*args)
 
     monkeypatch.setattr(bans, "_settle", late)
+    monkeypatch.setattr(bans, "writer_busy", lambda engine: True)
+
+
+def test_a_batch_that_finds_a_writer_busy_decides_meanwhile_and_again_after_it(
+    session_factory, session, monkeypatch
+):
+    # No stand-ins: another writer really holds the write lock (SQLite) or the window's row
+    # (PostgreSQL) while this batch reads and decides; it commits the deciding fifth failure
+    # only once this batch is about to settle.
+    import threading
+
+    for r in range(4):
+        fail(session, "198.51.100.7", when=r)
+    holding, settling, errors = threading.Event(), threading.Event(), []
+    settle = bans._settle
+
+    def spy(*args):
+        if threading.current_thread() is threading.main_thread():  # this batch's, not the other's
+            settling.set()
+        return settle(*args)
+
+    monkeypatch.setattr(bans, "_settle", spy)
+
+    def other_edge():
+        try:
+            with session_factory() as s:
+                decision = bans.apply_auth_events(s, [Failure(
+                    "198.51.100.7", "12345101", "wrong_password", at(5), "edge-2")])
+                holding.set()
+                assert settling.wait(30)
+                s.commit()
+            assert decision[0].outcome == "banned"
+        except Exception as exc:  # inspected below
+            errors.append(exc)
+            holding.set()
+
+    thread = threading.Thread(target=other_edge)
+    thread.start()
+    assert holding.wait(30)
+    with session_factory() as s:
+        decision = bans.record_failure(s, address="198.51.100.7", user_id="12345101",
+                                       reason="wrong_password", at=at(6), edge="edge-1")
+    thread.join(30)
+    assert errors == []
+    assert decision.outcome == "recorded"  # decided "banned" on what it read, then again
+    window = session.scalars(select(FailureWindow).execution_options(
+        populate_existing=True)).one()
+    assert window.failures == 6 and sorted(window.edges) == ["edge-1", "edge-2"]
+    assert [(b.source, b.offence) for b in session.scalars(select(Ban))] == [
+        ("198.51.100.7", 1)]
 
 
 def test_a_batch_decided_on_a_row_another_batch_changed_decides_again(
-    pg_session_factory, pg_session, monkeypatch
+    session_factory, session, monkeypatch
 ):
     for r in range(4):
-        bans.record_failure(pg_session, address="198.51.100.7", user_id="12345101",
+        bans.record_failure(session, address="198.51.100.7", user_id="12345101",
                             reason="wrong_password", at=at(r))
 
     def other_edge():
-        with pg_session_factory() as s:
+        with session_factory() as s:
             outcome = bans.record_failure(s, address="198.51.100.7", user_id="12345101",
                                           reason="wrong_password", at=at(5), edge="edge-2")
             assert outcome.outcome == "banned"
 
     _commit_first(monkeypatch, other_edge)
-    with pg_session_factory() as s:
+    with session_factory() as s:
         # Read with 4 failures this would ban; by its lock the other edge's fifth has.
         decision = bans.record_failure(s, address="198.51.100.7", user_id="12345101",
                                        reason="wrong_password", at=at(6), edge="edge-1")
     assert decision.outcome == "recorded"
-    window = pg_session.scalars(select(FailureWindow).execution_options(
+    window = session.scalars(select(FailureWindow).execution_options(
         populate_existing=True)).one()
     assert window.failures == 6 and sorted(window.edges) == ["edge-1", "edge-2"]
-    assert [(b.source, b.offence) for b in pg_session.scalars(select(Ban))] == [
+    assert [(b.source, b.offence) for b in session.scalars(select(Ban))] == [
         ("198.51.100.7", 1)]
-    assert len(ban_entries(pg_session)) == 1
-    offender = pg_session.scalars(select(Offender).execution_options(
+    assert len(ban_entries(session)) == 1
+    offender = session.scalars(select(Offender).execution_options(
         populate_existing=True)).one()
     assert offender.offences == 1
 
 
 def test_a_window_another_batch_created_meanwhile_keeps_both_failures(
-    pg_session_factory, pg_session, monkeypatch
+    session_factory, session, monkeypatch
 ):
     def other_edge():
-        with pg_session_factory() as s:
+        with session_factory() as s:
             bans.record_failure(s, address="2001:db8:5::1", user_id="12345101",
                                 reason="unknown_user", at=at(1), edge="edge-2")
 
     _commit_first(monkeypatch, other_edge)
-    with pg_session_factory() as s:
+    with session_factory() as s:
         bans.record_failure(s, address="2001:db8:5::2", user_id="12345102",
                             reason="wrong_password", at=at(2), edge="edge-1")
-    window = pg_session.scalars(select(FailureWindow).execution_options(
+    window = session.scalars(select(FailureWindow).execution_options(
         populate_existing=True)).one()
     assert window.failures == 2 and len(window.recent) == 2
     assert window.reasons == {"unknown_user": 1, "wrong_password": 1}
@@ -804,41 +876,41 @@ def test_a_window_another_batch_created_meanwhile_keeps_both_failures(
 
 
 def test_a_batch_that_bans_and_finds_its_row_unchanged_keeps_its_decision(
-    pg_session_factory, pg_session, monkeypatch
+    session_factory, session, monkeypatch
 ):
     for r in range(4):
-        bans.record_failure(pg_session, address="198.51.100.8", user_id="12345101",
+        bans.record_failure(session, address="198.51.100.8", user_id="12345101",
                             reason="wrong_password", at=at(r))
 
     def other_edge():  # another source: no conflict
-        with pg_session_factory() as s:
+        with session_factory() as s:
             bans.record_failure(s, address="198.51.100.9", user_id="12345101",
                                 reason="wrong_password", at=at(4))
 
     _commit_first(monkeypatch, other_edge)
-    with pg_session_factory() as s:
+    with session_factory() as s:
         decision = bans.record_failure(s, address="198.51.100.8", user_id="12345101",
                                        reason="wrong_password", at=at(5))
     assert decision.outcome == "banned"
-    assert [b.source for b in pg_session.scalars(select(Ban))] == ["198.51.100.8"]
+    assert [b.source for b in session.scalars(select(Ban))] == ["198.51.100.8"]
 
 
 def test_a_window_purged_after_it_was_read_is_made_again_and_decided_again(
-    pg_session_factory, pg_session, monkeypatch
+    session_factory, session, monkeypatch
 ):
     for r in range(3):
-        bans.record_failure(pg_session, address="198.51.100.10", user_id="12345101",
+        bans.record_failure(session, address="198.51.100.10", user_id="12345101",
                             reason="wrong_password", at=at(r))
 
     def housekeeping():  # a purge far enough ahead forgets the window
-        with pg_session_factory() as s:
+        with session_factory() as s:
             bans.purge(s, at(100000))
 
     _commit_first(monkeypatch, housekeeping)
-    with pg_session_factory() as s:
+    with session_factory() as s:
         decision = bans.record_failure(s, address="198.51.100.10", user_id="12345101",
                                        reason="wrong_password", at=at(3))
     assert decision.outcome == "recorded"
-    window = pg_session.scalars(select(FailureWindow).execution_options(
+    window = session.scalars(select(FailureWindow).execution_options(
         populate_existing=True)).one()
     assert window.failures == 1 and len(window.recent) == 1

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
-from tenants.db import READER, make_engine, waiting_briefly, writer_lock_path
+from tenants.db import READER, make_engine, waiting_briefly, writer_busy, writer_lock_path
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,6 +112,23 @@ def join_all(threads, within=10):
     for t in threads:
         t.join(max(0, deadline - time.monotonic()))
     assert not any(t.is_alive() for t in threads), f"not finished within {within} s"
+
+
+def test_a_writer_is_busy_while_another_holds_the_queue_and_readers_never_are(engine, database):
+    assert not writer_busy(engine)
+    holder = Holder(engine)
+    assert writer_busy(engine)
+    assert writer_busy(engine)  # asking takes nothing: still the holder's
+    holder.finish()
+    assert not writer_busy(engine) and lock_is_free(database)
+    with engine.execution_options(**READER).begin() as conn:
+        conn.exec_driver_sql("SELECT x FROM t").all()
+        assert not writer_busy(engine)
+
+
+def test_without_a_queue_no_writer_is_ever_busy(tmp_path):
+    assert not writer_busy(make_engine("sqlite://"))
+    assert not writer_busy(make_engine(f"sqlite:///{tmp_path / 'never-written.db'}"))
 
 
 def test_the_lock_file_sits_beside_the_database_private(engine, database):
