@@ -22,8 +22,9 @@ def _authenticate():
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     if request.path.startswith(EDGE_PATHS):
-        # Edge tokens reach only the edge endpoints, and API keys never do.
-        edge = authenticate_edge(database.session(), token) if token else None
+        # Edge tokens reach only the edge endpoints, and API keys never do. Looked up without
+        # SQLite's write lock (an edge's reads and event batches must not queue for it here).
+        edge = authenticate_edge(database.reading_session(), token) if token else None
         if edge is None:
             return _unauthorized("a valid edge token is required (Authorization: Bearer <token>)")
         g.edge = edge

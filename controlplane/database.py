@@ -60,6 +60,19 @@ def session():
     return g.db_session
 
 
+def reading_session():
+    """A session of this request that never takes SQLite's write lock: the request's own on
+    an edge's GET, one of its own otherwise (closed with the request). An edge's POST of
+    events authenticates on it, so that its batch can be decided before it queues for the
+    write lock (tenants.services.bans.decide_auth_events)."""
+    if request.method == "GET" and request.path.startswith(EDGE_PATHS):
+        return session()
+    if "db_reading_session" not in g:
+        ext = current_app.extensions["trunkline"]
+        g.db_reading_session = ext["sessions"](bind=ext["engine"].execution_options(**READER))
+    return g.db_reading_session
+
+
 def snapshot_session():
     """A session that reads one point in time and never writes: REPEATABLE READ on
     PostgreSQL, a WAL read transaction (no write lock) on SQLite. The caller closes it."""
@@ -73,9 +86,10 @@ def snapshot_session():
 
 
 def _close_session(_exc):
-    s = g.pop("db_session", None)
-    if s is not None:
-        s.close()
+    for name in ("db_session", "db_reading_session"):
+        s = g.pop(name, None)
+        if s is not None:
+            s.close()
 
 
 def alembic_config(url):

@@ -79,46 +79,68 @@ def edge_principal(edge):
 
 def ingest_events(session, edge, *, batch_id, events, now=None):
     """Apply one batch of an edge's events in one transaction. A batch id already applied
-    is acknowledged and ignored. Returns a summary."""
+    is acknowledged and ignored. Returns a summary.
+
+    Its authentication failures and successes are decided first, before the session's
+    transaction begins (the edge may come from a reading session of its own): on SQLite,
+    while another process writes, they are decided meanwhile, without the write lock
+    (bans.decide_auth_events)."""
     now = now or utcnow()
+    edge_id = edge.id
     session.info["principal"] = edge_principal(edge)
-    if session.get(EdgeBatch, (edge.id, batch_id)) is not None:
-        return {"duplicate": True, "applied": 0, "ignored": len(events)}
-    try:
-        with session.begin_nested():
-            session.add(EdgeBatch(edge_id=edge.id, batch_id=batch_id, received_at=now))
-            session.flush()
-    except IntegrityError:  # the same batch arrived twice at once; the other one wins
-        return {"duplicate": True, "applied": 0, "ignored": len(events)}
-    auth, names, ignored = [], [], []
+    auth, names, registered = [], [], {}
     for index, event in enumerate(events):
-        handler = _HANDLERS[event["type"]]
-        outcome = handler(session, edge, event, auth)
+        if event["type"] == "registration":
+            # A registered phone shelters its office from a whole ban (see bans); withdrawn
+            # below if the registration is refused.
+            registered[index] = len(auth)
+            auth.append(bans.Success(event["source_address"], event["user_id"], event["at"],
+                                     _expiry(event), edge.name))
+        elif event["type"] in _AUTH_EVENTS:
+            auth.append(_AUTH_EVENTS[event["type"]](edge.name, event))
+        else:
+            continue
         # An invalid field is named by its event's place in the batch ("events.7.address").
-        names.extend([f"events.{index}"] * (len(auth) - len(names)))
-        if outcome is not None:
-            ignored.append({"index": index, "reason": outcome})
-    bans.apply_auth_events(session, auth, names=names)
-    edge.last_seen_at = max(edge.last_seen_at or now, now)
-    commit(session)
+        names.append(f"events.{index}")
+    with bans.one_batch_at_a_time(session):
+        decided = bans.decide_auth_events(session, auth, names=names)
+        if session.get(EdgeBatch, (edge_id, batch_id)) is not None:
+            return {"duplicate": True, "applied": 0, "ignored": len(events)}
+        try:
+            with session.begin_nested():
+                session.add(EdgeBatch(edge_id=edge_id, batch_id=batch_id, received_at=now))
+                session.flush()
+        except IntegrityError:  # the same batch arrived twice at once; the other one wins
+            return {"duplicate": True, "applied": 0, "ignored": len(events)}
+        edge = session.get(Edge, edge_id)
+        ignored = []
+        for index, event in enumerate(events):
+            handler = _HANDLERS.get(event["type"])
+            outcome = handler(session, edge, event) if handler is not None else None
+            if outcome is not None:
+                ignored.append({"index": index, "reason": outcome})
+        bans.write_auth_events(session, decided, withdrawn=[
+            registered[entry["index"]] for entry in ignored if entry["index"] in registered])
+        edge.last_seen_at = max(edge.last_seen_at or now, now)
+        commit(session)
     return {"duplicate": False, "applied": len(events) - len(ignored), "ignored": ignored}
 
 
-def _failure(session, edge, event, auth):
-    auth.append(bans.Failure(event["address"], event["user_id"], event["reason"], event["at"],
-                             edge.name))
+def _failure(edge_name, event):
+    return bans.Failure(event["address"], event["user_id"], event["reason"], event["at"],
+                        edge_name)
 
 
-def _success(session, edge, event, auth):
-    auth.append(bans.Success(event["address"], event["user_id"], event["at"], None, edge.name))
+def _success(edge_name, event):
+    return bans.Success(event["address"], event["user_id"], event["at"], None, edge_name)
 
 
-def _registration(session, edge, event, auth):
+def _registration(session, edge, event):
     found = extensions.find_endpoint(session, event["user_id"])
     if found is None:
         return "no such SIP user ID (any more)"
     ext, endpoint = found
-    expires_at = event["at"] + dt.timedelta(seconds=event["expires"])
+    expires_at = _expiry(event)
     # Every edge's binding of this contact (the tenant's index finds them).
     held = session.scalars(select(Registration).where(
         Registration.tenant_id == ext.tenant_id, Registration.user_id == event["user_id"],
@@ -140,13 +162,14 @@ def _registration(session, edge, event, auth):
     reg.source_address, reg.source_port = event["source_address"], event["source_port"]
     reg.transport, reg.user_agent = event["transport"], event.get("user_agent")
     reg.expires_at = expires_at
-    # A registered phone shelters its office from a whole ban (see bans).
-    auth.append(bans.Success(event["source_address"], event["user_id"], event["at"],
-                             expires_at, edge.name))
     return None
 
 
-def _unregistration(session, edge, event, auth):
+def _expiry(registration):
+    return registration["at"] + dt.timedelta(seconds=registration["expires"])
+
+
+def _unregistration(session, edge, event):
     stmt = delete(Registration).where(Registration.edge_id == edge.id,
                                       Registration.user_id == event["user_id"])
     if event.get("contact") is not None:
@@ -154,7 +177,7 @@ def _unregistration(session, edge, event, auth):
     session.execute(stmt)
 
 
-def _ring_mode(session, edge, event, auth):
+def _ring_mode(session, edge, event):
     found = extensions.find_endpoint(session, event["user_id"])
     if found is None:
         return "no such SIP user ID (any more)"
@@ -167,21 +190,20 @@ def _ring_mode(session, edge, event, auth):
     return None
 
 
-def _heartbeat(session, edge, event, auth):
+def _heartbeat(session, edge, event):
     edge.applied_version = max(edge.applied_version, event["applied_version"])
     if event.get("addresses") is not None:
         edge.addresses = sorted(set(event["addresses"]))
 
 
+_AUTH_EVENTS = {"auth_failure": _failure, "auth_success": _success}
 _HANDLERS = {
-    "auth_failure": _failure,
-    "auth_success": _success,
     "registration": _registration,
     "unregistration": _unregistration,
     "ring_mode": _ring_mode,
     "heartbeat": _heartbeat,
 }
-EVENT_TYPES = tuple(_HANDLERS)
+EVENT_TYPES = (*_AUTH_EVENTS, *_HANDLERS)
 
 
 # --- SIP Status and reload --------------------------------------------------------------

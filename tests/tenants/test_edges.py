@@ -124,6 +124,28 @@ def test_registrations_shelter_an_office_from_a_whole_ban(session, extension, ed
     assert (ban.source, ban.user_id) == ("198.51.100.9", "12345101")
 
 
+@pytest.mark.parametrize("registered", ["12345102", "12345199"])  # the second: no such ID
+def test_only_a_registration_applied_shelters_the_failures_of_its_own_batch(
+    session, extension, edge, registered
+):
+    # The batch's registration is decided with its failures; refused (an ID deleted since),
+    # it is withdrawn and the source decided again without it.
+    extensions.create_extension(session, ROOT, "12345", number="102", name="Bob")
+    failures = [{"type": "auth_failure", "address": "198.51.100.9", "user_id": "12345101",
+                 "reason": "wrong_password", "at": NOW + dt.timedelta(seconds=1 + i)}
+                for i in range(5)]
+    result = edges.ingest_events(session, edge, batch_id="b1", events=[
+        registration(registered, address="198.51.100.9"), *failures])
+    [ban] = session.scalars(select(Ban)).all()
+    if registered == "12345102":
+        assert result["ignored"] == []
+        assert (ban.source, ban.user_id) == ("198.51.100.9", "12345101")  # a pair lockout
+    else:
+        assert [entry["index"] for entry in result["ignored"]] == [0]
+        assert (ban.source, ban.user_id) == ("198.51.100.9", None)  # the whole address
+        assert session.scalars(select(bans.SourceRegistration)).all() == []
+
+
 def test_reload_writes_a_version_and_reports_who_applied_it(session, tenant, edge):
     version = edges.request_reload(session, ROOT, "12345")
     status = edges.reload_status(session, ROOT, "12345", version)
