@@ -33,12 +33,12 @@ from functools import lru_cache
 from ipaddress import ip_network
 
 from sqlalchemy import (
-    Integer, String, Text, any_, bindparam, cast, delete, exists, func, or_, select, text,
+    Integer, String, Text, any_, bindparam, cast, delete, exists, func, inspect, or_, select,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy import inspect
 from sqlalchemy.orm import Session, selectinload
 from sqlalchemy.orm.util import identity_key
 
@@ -494,8 +494,8 @@ def write_auth_events(session, decided, *, withdrawn=()):
     with session.no_autoflush:
         if batch.postgresql or batch.unlocked or forced:
             _settle(session, batch, prepared, by_source, decisions, forced)
-        for decided in batch.pending.values():
-            for offender, ban in decided:
+        for bans_of_source in batch.pending.values():
+            for offender, ban in bans_of_source:
                 if offender is not None:
                     session.add(offender)
                 session.add(ban)
