@@ -122,8 +122,10 @@ class EdgeCore:
     def listen_addresses(self):
         return list(self._own_addresses)
 
-    def set_listen_addresses(self, addresses):
-        self._own_addresses = list(addresses)
+    def set_listen_addresses(self, addresses, *, reported=None):
+        """`addresses`: every address the edge answers on (never banned here);
+        `reported`: those the heartbeat names (default: the same)."""
+        self._own_addresses = list(addresses if reported is None else reported)
         self.guard.set_own_addresses(addresses)
 
     def replace_config(self, config, now):

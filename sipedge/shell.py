@@ -7,9 +7,12 @@ never takes the worker down.
 """
 
 import asyncio
+import ipaddress
 import logging
 import socket
 import time
+
+import psutil
 
 from .metrics import render_metrics
 from .sip.message import KEEPALIVE, PONG, ParseError, StreamFramer
@@ -28,6 +31,47 @@ TIMER_CAP = 1.0  # look at the clock at least this often
 UDP_BATCH = 64  # datagrams handled per wake-up before the loop serves its other work
 UDP_MAX_DATAGRAM = 65_535
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
+WILDCARDS = {"0.0.0.0": 4, "::": 6}  # a listen host that stands for every address
+ADDRESS_REFRESH = 30.0  # seconds between readings of the machine's addresses (DHCP, VIPs)
+
+
+def machine_addresses():
+    """Every IP address of the machine's interfaces (getifaddrs(3), through psutil)."""
+    addresses = []
+    for entries in psutil.net_if_addrs().values():
+        for entry in entries:
+            if entry.family in (socket.AF_INET, socket.AF_INET6):
+                addresses.append(entry.address.split("%", 1)[0])  # no IPv6 zone
+    return addresses
+
+
+def own_addresses(hosts, machine=()):
+    """(own, reported) for an edge bound to `hosts`.
+
+    A wildcard host (0.0.0.0, ::) stands for every address of its family on the machine
+    (`machine`). `own` is every address the edge answers on: never banned on this edge.
+    `reported` is what the heartbeat tells the control plane (which then never bans those
+    addresses anywhere): the same without the loopback and link-local addresses a wildcard
+    brings, which name no edge from anywhere else. An address given on purpose stays.
+    """
+    own, reported = set(), set()
+    for host in hosts:
+        family = WILDCARDS.get(host)
+        if family is None:
+            own.add(host)
+            reported.add(host)
+            continue
+        for address in machine:
+            try:
+                ip = ipaddress.ip_address(address)
+            except ValueError:
+                continue
+            if ip.version != family:
+                continue
+            own.add(address)
+            if not (ip.is_loopback or ip.is_link_local):
+                reported.add(address)
+    return sorted(own), sorted(reported)
 
 
 def _holds_partial_message(framer):
@@ -199,6 +243,8 @@ class EdgeServer:
         self._udp = []
         self._tasks = []
         self.bound = []  # [(transport, host, port)] actually bound (port 0 resolved)
+        self._hosts = []
+        self._next_address_refresh = None  # monotonic; None: no wildcard to read again
 
     # --- lifecycle ---
 
@@ -218,7 +264,8 @@ class EdgeServer:
             self.bound.append((transport, bound[0], bound[1]))
             log.info("listening", extra={"fields": {"transport": transport,
                                                     "address": f"{bound[0]}:{bound[1]}"}})
-        self.core.set_listen_addresses(sorted({host for _, host, _ in self.bound}))
+        self._hosts = sorted({host for _, host, _ in self.bound})
+        self.refresh_addresses()
         if self.metrics_address is not None:
             host, port = self.metrics_address
             self._servers.append(await asyncio.start_server(self._serve_metrics, host, port))
@@ -296,11 +343,28 @@ class EdgeServer:
             else:
                 self._per_source[conn.key] = left
 
+    def refresh_addresses(self):
+        """Tell the core its own addresses: the bound hosts, a wildcard read as the
+        machine's addresses (read again every ADDRESS_REFRESH seconds)."""
+        machine = ()
+        if any(host in WILDCARDS for host in self._hosts):
+            self._next_address_refresh = time.monotonic() + ADDRESS_REFRESH
+            try:
+                machine = machine_addresses()
+            except OSError as exc:  # keep what the core has
+                log.warning("could not read the machine's addresses: %s", exc)
+                return
+        own, reported = own_addresses(self._hosts, machine)
+        self.core.set_listen_addresses(own, reported=reported or own)
+
     # --- time ---
 
     async def _timers(self):
         while True:
             now = time.time()
+            if (self._next_address_refresh is not None
+                    and time.monotonic() >= self._next_address_refresh):
+                self.refresh_addresses()
             try:
                 self.core.tick(now)
             except Exception:

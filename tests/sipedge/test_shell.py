@@ -10,7 +10,8 @@ import pytest
 
 from sipedge.core import EdgeCore
 from sipedge.metrics import render_metrics
-from sipedge.shell import EdgeServer
+from sipedge import shell
+from sipedge.shell import EdgeServer, machine_addresses, own_addresses
 
 OPTIONS = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2;branch=z9hG4bK1\r\n"
            b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n"
@@ -377,3 +378,75 @@ def test_at_the_cap_without_a_connection_to_reclaim_a_new_one_is_refused():
             assert server.tcp_reclaimed == 0 and len(server.connections) == 2
 
     run(scenario())
+
+
+# --- the edge's own addresses ---------------------------------------------------------------
+
+FOREVER = "2100-01-01T00:00:00+00:00"
+MACHINE = ["127.0.0.1", "10.1.2.3", "169.254.7.7", "::1", "2001:db8::5", "fe80::1"]
+
+
+def test_a_wildcard_stands_for_the_machines_addresses_of_its_family():
+    assert own_addresses(["0.0.0.0"], MACHINE) == (
+        ["10.1.2.3", "127.0.0.1", "169.254.7.7"], ["10.1.2.3"])
+    assert own_addresses(["::"], MACHINE) == (["2001:db8::5", "::1", "fe80::1"], ["2001:db8::5"])
+
+
+def test_an_address_given_on_purpose_is_reported_even_on_loopback():
+    assert own_addresses(["127.0.0.1"], MACHINE) == (["127.0.0.1"], ["127.0.0.1"])
+    assert own_addresses(["127.0.0.1", "0.0.0.0"], []) == (["127.0.0.1"], ["127.0.0.1"])
+
+
+def test_machine_addresses_include_loopback_without_zones():
+    addresses = machine_addresses()
+    assert "127.0.0.1" in addresses
+    assert not any("%" in a for a in addresses)
+
+
+def test_an_edge_on_the_wildcard_never_bans_its_own_addresses_but_bans_the_others():
+    async def body():
+        core = EdgeCore(nonce_secrets=[b"s" * 32], realm="sip.test")
+        server = EdgeServer(core, [("udp", "0.0.0.0", 0), ("tcp", "0.0.0.0", 0)])
+        await server.start()
+        try:
+            # What the heartbeat reports: no wildcard, no loopback.
+            assert "0.0.0.0" not in core.listen_addresses()
+            assert "127.0.0.1" not in core.listen_addresses()
+            core.guard.apply_ban("127.0.0.1", {"until": FOREVER})
+            core.guard.apply_ban("127.0.0.9", {"until": FOREVER})
+            assert not core.blocked("127.0.0.1", 1e9)
+            assert core.blocked("127.0.0.9", 1e9)
+            # Answered on loopback through the wildcard, from the edge's own address.
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.setblocking(False)
+            sock.bind(("127.0.0.1", 0))
+            loop = asyncio.get_running_loop()
+            await loop.sock_sendto(sock, options(1).replace(b"/TCP", b"/UDP"),
+                                   ("127.0.0.1", port_of(server, "udp")))
+            data = await asyncio.wait_for(loop.sock_recv(sock, 65535), 5)
+            assert data.startswith(b"SIP/2.0 200 OK")
+            sock.close()
+        finally:
+            await server.stop()
+
+    run(body())
+
+
+def test_the_machines_addresses_are_read_again(monkeypatch):
+    async def body():
+        core = EdgeCore(nonce_secrets=[b"s" * 32], realm="sip.test")
+        server = EdgeServer(core, [("udp", "0.0.0.0", 0)])
+        addresses = ["127.0.0.1", "10.1.2.3"]
+        monkeypatch.setattr(shell, "machine_addresses", lambda: list(addresses))
+        await server.start()
+        try:
+            assert core.listen_addresses() == ["10.1.2.3"]
+            addresses.append("10.9.9.9")  # a new address on the machine (DHCP, a VIP)
+            server._next_address_refresh = 0.0  # due now
+            await until(lambda: core.listen_addresses() == ["10.1.2.3", "10.9.9.9"])
+            core.guard.apply_ban("10.9.9.9", {"until": FOREVER})
+            assert not core.blocked("10.9.9.9", 1e9)  # its own now: never banned
+        finally:
+            await server.stop()
+
+    run(body())
