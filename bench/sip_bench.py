@@ -1480,70 +1480,65 @@ def bans_text(bans):
 
 
 FINDINGS = """
-What the run of 2026-12-02 00:10 UTC says (a quiet machine: load average under 2 while
-the servers were stepped):
+What the runs of 2026-12-02 17:03 and 17:20 UTC say (this AMD EPYC machine, both at the
+issue's size; the table above is the second, at commit 9f440dc; the first ran at 289a719
+with the change of 9f440dc, which edges on 127.0.0.1 do not use, in the work tree). The
+run of 00:10 UTC on an Intel Xeon machine, quoted below for comparison, was at 03a807a;
+the edge's hot path has not changed since.
 
-- **Registrations per second: the target is NOT met, by a factor of two at least.**
-  One edge process held 3,363 authenticated registrations a second alone and 4,000
-  connected to the control plane (the two figures move by about 10 % from run to run:
-  an earlier run of the same code gave 3,668 alone); Kamailio with one UDP child held
-  every step up to the search's ceiling, 16,000/s, at 33 µs of CPU per registration,
-  so half of it is at least 8,000/s. The edge spends 250 to 300 µs of CPU per
-  registration. Before this session's work the edge held 649/s alone and 707/s
-  connected (1.17 ms per registration): 5 to 6 times faster now.
-- **What made it faster** (each measured in process with `core.receive` and in the
-  edge process under SIPp): each mandatory header is parsed once and kept on the message
-  (`Parts`), header fields are indexed by name, the response's top Via is written while
-  the response is built (it used to be built twice); the usual shapes of a head, a URI,
-  a name-addr and a Via are read by one regex match each, and property tests check that
-  every shortcut gives what the full grammar gives (or refuses what it refuses); digest
-  parameters by possessive regexes, the nonce HMAC by one C call; the shell reads the
-  UDP socket itself, up to 64 datagrams per wake-up (asyncio's datagram transport took a
-  loop iteration per datagram); answers kept for retransmissions are plain tuples the
-  garbage collector stops scanning, and the configuration is frozen out of its full
-  passes. Per registration in process, `core.receive` now costs about 165 µs (about
-  60 µs for the 401, 105 µs for the 200): parsing about 22 µs per message, the
-  digest's parsing, nonce check and hashes about 20 µs, the registrar, indexes and
-  events about 15 µs, each response about 8 µs; the rest of the 250 µs is the event
-  loop and the system calls. Half of Kamailio's rate would leave 110 µs of CPU per
-  registration for everything: not within reach of this design in one CPython
-  process. Compiling the core with mypyc was tried on 2026-12-02 (outside the tree;
-  callgrind's instruction counts of `core.receive`, 2,000 registrations): 1.13 times
-  fewer instructions with only the changes it needs to compile, 1.55 times with the hot
-  paths typed and the message types' `__init__`s written out (about 165 µs would become
-  107 µs), because a third of what is left is regex, OpenSSL and allocation, which it
-  does not touch. With the event loop and the system calls as they are, the edge would
-  still spend about 190 µs per registration, not 110, so it was not adopted (it also
-  needs a C compiler at install and turns annotations into runtime checks). Several edge
-  processes sharing the port (SO_REUSEPORT) would, but the target's one edge process
-  excludes them. Left open.
-- **Connected to the control plane the edge now keeps up, and so does the control
-  plane.** The edge's event queue (sipedge/events.py) keeps only the latest of what
-  merely states the present: a binding's registration, a pair's authentication success
-  (never across a failure of that pair; failures are never merged). A re-registration
-  storm then queues at most one event per binding (tests/sipedge/test_events.py): here
-  2,000 phones registering 4,000 times a second cost the control plane 167 µs of CPU per
-  registration, where the run before this change took 1,331 µs per registration at
-  707/s and left 54,670 events queued, dropping the oldest beyond 100,000. (This section
-  does not show the queue's length at the end of this run.)
+- **Registrations per second: the target is NOT met.** One edge process held 1,682
+  authenticated registrations a second alone and 1,414 connected (first run: 1,414 and
+  1,682); Kamailio with one UDP child held 5,188/s (first run: 7,336/s), so the edge does
+  19 to 32 % of Kamailio's rate. On the Intel machine it was 3,363 against at least
+  16,000/s (at most 21 %). The ratio holds from machine to machine; the CPU per
+  registration does not: here Kamailio spends 116 to 122 µs (33 µs there) and the edge 590
+  to 690 µs (250 to 300 µs there). Half of Kamailio's rate would leave the edge about
+  2.4 times less CPU per registration than it spends.
+- **Where the edge's CPU goes** (py-spy sampling the edge process under SIPp at
+  1,200/s, control plane stopped): `core.receive` about half, sendto 16 % (on loopback
+  the sender's system call also delivers to the receiver), the event loop and epoll about
+  20 %, recvfrom 3 %. Within `core.receive` (cProfile in the edge process): parsing a
+  third (the head, the mandatory headers' grammars, the Request-URI), the REGISTER
+  handling the rest, spread over the digest's parsing and nonce check, the nonce issue,
+  the registrar, the events and building each response; no single part is more than a
+  tenth. Measured in process with `core.receive` alone, a registration costs 350 to
+  470 µs here (about 125 µs for the 401, 230 µs for the 200). Note for whoever measures
+  next: a loop that sends the same branches again gets the answers kept for
+  retransmissions, about half the price.
+- **Tried this time, not adopted:** uvloop as the event loop (taking turns with asyncio at
+  1,200/s: 701 and 716 µs per registration against 688 and 702, no gain: the shell reads
+  the UDP socket itself, so the loop is not where the time goes); the garbage collector
+  switched off (711 and 723 µs against 716 and 711: the collector is not the cost). Earlier:
+  mypyc (1.13 times fewer instructions in `core.receive` untyped, 1.55 times typed; the
+  event loop and system calls stay), PyPy 7.3.11 (Python 3.9 only; 105 to 200 µs against
+  235 µs per registration in process, bimodal). What made the edge 5 to 6 times faster
+  in earlier sessions: each mandatory header parsed once and kept on the message
+  (`Parts`), the usual shapes of a head, a URI, a name-addr and a Via read by one regex
+  match each (property tests check every shortcut against the full grammar), the digest's
+  parameters by possessive regexes, the nonce HMAC by one C call, the shell reading up to
+  64 datagrams per wake-up, answers kept as tuples the garbage collector stops scanning.
+  What is left is spread thin: no design of one CPython process in reach halves it.
+  Several edge processes sharing the port (SO_REUSEPORT) would, but the target's "one
+  edge process" excludes them: a decision for the team. Left open.
 - **Memory: 917 B per binding, under the 1 KB target** (strings 380 B: user ID, contact,
-  Call-ID, User-Agent, source address; dicts 261 B; tuples 120 B; the `Binding` 96 B),
-  since the core stopped keeping a `Counter` per source (commit 730c8c5; 1,233 B
-  before). The process grew by 1.8 KB per binding with the bounded caches full: 50,000
-  answers kept for retransmissions (53 MiB) and up to 100,000 nonce-counts. Registering
-  100,000 phones through `core.receive` took 29 s (92 s in the run before).
-- **Deciding failure → dropped on all 3 edges: p99 40 ms on SQLite and 83 ms on
-  PostgreSQL (the largest of 20 trials each), under the 100 ms target on both.** Before
-  this session: 136 ms (SQLite only). What changed: a commit that writes the outbox wakes
-  the long-polls of its own gunicorn worker at once (controlplane/feed.py,
-  `Notifier.watch`), and on SQLite the other workers watch `PRAGMA data_version` every
-  5 ms while a long-poll waits; the edge sends failures that come while a batch is on
-  its way in a batch beside it; the once-a-minute housekeeping runs after an event batch
-  is answered instead of before; SQLite writers queue for the write lock instead of
-  sleeping and retrying. The deciding batch's POST is most of what is left (16 ms p50 on
-  SQLite, 23 ms on PostgreSQL, whose ban engine makes about 24 statements per batch).
-  Under load the tail grows: in a run at load average 4.4 to 4.8 (another job's tests)
-  the p99 was 252 ms and 322 ms.
+  Call-ID, User-Agent, source address; dicts 261 B; tuples 120 B; the `Binding` 96 B).
+  The process grew by 1.8 KB per binding with the bounded caches full: 50,000 answers kept
+  for retransmissions (53 MiB) and up to 100,000 nonce-counts. Registering 100,000 phones
+  through `core.receive` took 65 s here (29 s on the Intel machine).
+- **Deciding failure → dropped on all 3 edges: NOT under 100 ms here.** p99 (the largest
+  of 20 trials) 117.6 ms on SQLite and 245.2 ms on PostgreSQL (first run: 104.2 and
+  140.8 ms); p50 56 and 76 ms. On the Intel machine: 40 and 83 ms, under the target on
+  both. Most of it is the deciding batch's POST: 38 ms p50 on SQLite, 57 ms on
+  PostgreSQL, from the deciding 403 to edge 1's batch answered; then 10 to 17 ms p50 to
+  the other edges through the feed. Measured apart, a POST of one failure from a Python
+  client takes 14 to 20 ms p50 here (on SQLite), its time spread over the ORM's
+  statements and commit, the edge's token check (12 %) and the ban policy's read (7 %);
+  during the trials the probes themselves (OPTIONS every 2 ms to each edge, answered by
+  two of them) and the edges share the two CPUs with the control plane. The edge sends a
+  quick burst of failures in one batch: its UDP loop answers up to 64 datagrams before the
+  link's task runs, so the five failures of a trial, 4 ms apart at most, go in one POST.
+  Not fixed in this session: halving the POST's cost means leaving the ORM on the events
+  path.
 """
 
 
