@@ -362,10 +362,10 @@ class EdgeServer:
     async def _timers(self):
         while True:
             now = time.time()
-            if (self._next_address_refresh is not None
-                    and time.monotonic() >= self._next_address_refresh):
-                self.refresh_addresses()
             try:
+                if (self._next_address_refresh is not None
+                        and time.monotonic() >= self._next_address_refresh):
+                    self.refresh_addresses()
                 self.core.tick(now)
             except Exception:
                 self.errors += 1
