@@ -31,7 +31,10 @@ TIMER_CAP = 1.0  # look at the clock at least this often
 UDP_BATCH = 64  # datagrams handled per wake-up before the loop serves its other work
 UDP_MAX_DATAGRAM = 65_535
 UDP_RECEIVE_BUFFER = 4 * 1024 * 1024
-WILDCARDS = {"0.0.0.0": 4, "::": 6}  # a listen host that stands for every address
+# A listen host that stands for every address: 0.0.0.0 for the IPv4 ones, :: for those
+# of both families (its UDP socket is dual-stack: IPv4 phones come as ::ffff:a.b.c.d,
+# which bans count as a.b.c.d).
+WILDCARDS = {"0.0.0.0": (4,), "::": (4, 6)}
 ADDRESS_REFRESH = 30.0  # seconds between readings of the machine's addresses (DHCP, VIPs)
 
 
@@ -48,16 +51,16 @@ def machine_addresses():
 def own_addresses(hosts, machine=()):
     """(own, reported) for an edge bound to `hosts`.
 
-    A wildcard host (0.0.0.0, ::) stands for every address of its family on the machine
-    (`machine`). `own` is every address the edge answers on: never banned on this edge.
+    A wildcard host stands for the machine's addresses (`machine`) of its families
+    (WILDCARDS). `own` is every address the edge answers on: never banned on this edge.
     `reported` is what the heartbeat tells the control plane (which then never bans those
     addresses anywhere): the same without the loopback and link-local addresses a wildcard
     brings, which name no edge from anywhere else. An address given on purpose stays.
     """
     own, reported = set(), set()
     for host in hosts:
-        family = WILDCARDS.get(host)
-        if family is None:
+        families = WILDCARDS.get(host)
+        if families is None:
             own.add(host)
             reported.add(host)
             continue
@@ -66,7 +69,7 @@ def own_addresses(hosts, machine=()):
                 ip = ipaddress.ip_address(address)
             except ValueError:
                 continue
-            if ip.version != family:
+            if ip.version not in families:
                 continue
             own.add(address)
             if not (ip.is_loopback or ip.is_link_local):

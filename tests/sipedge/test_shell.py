@@ -386,10 +386,29 @@ FOREVER = "2100-01-01T00:00:00+00:00"
 MACHINE = ["127.0.0.1", "10.1.2.3", "169.254.7.7", "::1", "2001:db8::5", "fe80::1"]
 
 
-def test_a_wildcard_stands_for_the_machines_addresses_of_its_family():
+def test_a_wildcard_stands_for_the_machines_addresses_of_its_families():
     assert own_addresses(["0.0.0.0"], MACHINE) == (
         ["10.1.2.3", "127.0.0.1", "169.254.7.7"], ["10.1.2.3"])
-    assert own_addresses(["::"], MACHINE) == (["2001:db8::5", "::1", "fe80::1"], ["2001:db8::5"])
+    # :: is dual-stack on UDP: the IPv4 addresses answer through it too.
+    assert own_addresses(["::"], MACHINE) == (
+        ["10.1.2.3", "127.0.0.1", "169.254.7.7", "2001:db8::5", "::1", "fe80::1"],
+        ["10.1.2.3", "2001:db8::5"])
+
+
+def test_an_edge_on_the_ipv6_wildcard_never_bans_its_ipv4_addresses_seen_mapped():
+    async def body():
+        core = EdgeCore(nonce_secrets=[b"s" * 32], realm="sip.test")
+        server = EdgeServer(core, [("udp", "::", 0)])
+        await server.start()
+        try:
+            core.guard.apply_ban("127.0.0.1", {"until": FOREVER})
+            assert not core.blocked("::ffff:127.0.0.1", 1e9)
+            core.guard.apply_ban("127.0.0.9", {"until": FOREVER})
+            assert core.blocked("::ffff:127.0.0.9", 1e9)
+        finally:
+            await server.stop()
+
+    run(body())
 
 
 def test_an_address_given_on_purpose_is_reported_even_on_loopback():
