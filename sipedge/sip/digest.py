@@ -22,7 +22,8 @@ How the edge core is meant to use it for a REGISTER for SIP user ID ``uid``:
    lock the phone out of its own nonce.
 """
 
-import base64
+import binascii
+import functools
 import hashlib
 import hmac
 import math
@@ -58,8 +59,20 @@ _NONCE_CHARS = math.ceil(_NONCE_BYTES * 4 / 3)  # base64url without padding
 _B64URL = re.compile(r"[A-Za-z0-9_-]+")
 
 
+_TO_URLSAFE = bytes.maketrans(b"+/", b"-_")
+_FROM_URLSAFE = bytes.maketrans(b"-_", b"+/")
+
+
 def _b64encode(raw):
-    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+    """base64url without padding (RFC 4648 §5)."""
+    return binascii.b2a_base64(raw, newline=False).translate(_TO_URLSAFE).rstrip(b"=").decode(
+        "ascii")
+
+
+def _b64decode(text):
+    """The bytes of base64url text (checked against _B64URL by the caller)."""
+    return binascii.a2b_base64(
+        text.encode("ascii").translate(_FROM_URLSAFE) + b"=" * (-len(text) % 4))
 
 
 class NonceManager:
@@ -118,20 +131,25 @@ class NonceManager:
     @staticmethod
     def issued_at(nonce: str) -> float:
         """When a nonce that checked "valid" or "stale" was issued (seconds)."""
-        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
-        return int.from_bytes(raw[:_TIMESTAMP_BYTES], "big") / 1000
+        return int.from_bytes(_b64decode(nonce)[:_TIMESTAMP_BYTES], "big") / 1000
 
     def check(self, nonce: str, now: float, realm: str, *, bound: str = "") -> NonceStatus:
+        return self.verify(nonce, now, realm, bound=bound)[0]
+
+    def verify(self, nonce: str, now: float, realm: str, *,
+               bound: str = "") -> tuple[NonceStatus, float | None]:
+        """``check``, and when the nonce is this edge's ("valid" or "stale") when it was
+        issued (seconds), else None."""
         now = _finite(now)
         if not isinstance(nonce, str) or len(nonce) != _NONCE_CHARS \
                 or not _B64URL.fullmatch(nonce):
-            return "invalid"
-        raw = base64.urlsafe_b64decode(nonce + "=" * (-len(nonce) % 4))
+            return "invalid", None
+        raw = _b64decode(nonce)
         # The last character has spare bits: several spellings decode to the same bytes.
         # Only the canonical one is accepted, or each spelling would get its own fresh
         # nonce-count in NonceCounts and a captured request could be replayed.
         if _b64encode(raw) != nonce:
-            return "invalid"
+            return "invalid", None
         body, tag = raw[:-_TAG_BYTES], raw[-_TAG_BYTES:]
         # Every key is tried, without stopping at the first match, so the time taken
         # does not tell which key a forged tag came close to.
@@ -140,14 +158,14 @@ class NonceManager:
         for key in self._keys:
             matched |= hmac.compare_digest(self._tag(key, body, scope), tag)
         if not matched:
-            return "invalid"
+            return "invalid", None
         issued_ms = int.from_bytes(body[:_TIMESTAMP_BYTES], "big")
         age_ms = now * 1000 - issued_ms
         # RFC 7616 §3.3: a nonce the server made but no longer accepts is "stale", so the
         # client retries with a fresh one without asking the user for the password.
         if age_ms > self.lifetime * 1000 or age_ms < -self.skew * 1000:
-            return "stale"
-        return "valid"
+            return "stale", issued_ms / 1000
+        return "valid", issued_ms / 1000
 
     @staticmethod
     def _tag(key, body, realm):
@@ -216,7 +234,7 @@ class NonceCounts:
 # --- credentials ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ would cost five times more
 class Credentials:
     """The digest-response of an Authorization header (RFC 3261 §25.1, RFC 7616 §3.4)."""
 
@@ -244,6 +262,10 @@ _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 _QUOTED = r'"(?:[^\x00-\x08\x0a-\x1f"\\\x7f]++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})[ \t]+")
 _PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
+# A whole value in one match, for the usual case: the scheme, then the parameters (which
+# _PARAM.findall then takes apart: the same spans, as each is matched deterministically).
+_PARAM_TEXT = rf"[ \t]*{_TOKEN}[ \t]*=[ \t]*(?:{_TOKEN}|{_QUOTED})[ \t]*"
+_WHOLE = re.compile(rf"[ \t]*({_TOKEN})[ \t]+({_PARAM_TEXT}(?:,{_PARAM_TEXT})*)")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _NC = re.compile(r"[0-9a-f]{8}")  # RFC 7616 §3.4: nc-value = 8LHEX
@@ -257,12 +279,23 @@ def _split_auth_value(value):
         raise TypeError("header value must be str")
     if len(value) > MAX_HEADER_BYTES:
         raise DigestError("header value too long")
-    try:
-        size = len(value.encode("utf-8"))
-    except UnicodeEncodeError:  # lone surrogates: nothing a hash could be computed over
-        raise DigestError("header value is not valid text") from None
-    if size > MAX_HEADER_BYTES:
-        raise DigestError("header value too long")
+    if not value.isascii():
+        try:
+            size = len(value.encode("utf-8"))
+        except UnicodeEncodeError:  # lone surrogates: nothing a hash could be computed over
+            raise DigestError("header value is not valid text") from None
+        if size > MAX_HEADER_BYTES:
+            raise DigestError("header value too long")
+    whole = _WHOLE.fullmatch(value)
+    if whole is not None:
+        pairs = _PARAM.findall(whole.group(2))
+        params = {name.lower(): raw for name, raw in pairs}
+        if len(params) == len(pairs):  # else a duplicate: the loop below names it
+            for name, raw in params.items():
+                if raw[0] == '"':
+                    raw = raw[1:-1]
+                    params[name] = _QUOTED_PAIR.sub(r"\1", raw) if "\\" in raw else raw
+            return whole.group(1), params
     match = _SCHEME.match(value)
     if not match:
         raise DigestError("no authentication scheme")
@@ -357,18 +390,24 @@ def challenge(realm: str, nonce: str, *, stale: bool = False,
     the order of the server's preference; a client takes the first it supports
     (RFC 7616 §3.7). RFC 7616 §3.3: qop-options is a quoted string, stale a token.
     """
-    values = []
+    nonce = _quote(nonce)
+    return [head + nonce + tail
+            for head, tail in _challenge_around_nonce(realm, opaque, tuple(algorithms), stale)]
+
+
+@functools.lru_cache(maxsize=64)  # an edge has one realm, a few sets of algorithms
+def _challenge_around_nonce(realm, opaque, algorithms, stale):
+    """(what comes before the quoted nonce, what comes after) of each challenge."""
+    parts = []
     for algorithm in algorithms:
         if algorithm not in _HASHES:
             raise ValueError(f"unsupported algorithm {algorithm}")
-        params = [f"realm={_quote(realm)}", f"nonce={_quote(nonce)}"]
-        if opaque is not None:
-            params.append(f"opaque={_quote(opaque)}")
-        params += [f"algorithm={algorithm}", 'qop="auth"']
+        after = [f"opaque={_quote(opaque)}"] if opaque is not None else []
+        after += [f"algorithm={algorithm}", 'qop="auth"']
         if stale:
-            params.append("stale=true")
-        values.append("Digest " + ", ".join(params))
-    return values
+            after.append("stale=true")
+        parts.append((f"Digest realm={_quote(realm)}, nonce=", ", " + ", ".join(after)))
+    return tuple(parts)
 
 
 def _hash(algorithm, text):
