@@ -17,10 +17,11 @@ they came.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Iterator, NamedTuple, Union
 
 __all__ = [
     "KEEPALIVE",
@@ -37,7 +38,11 @@ __all__ = [
     "SipUri",
     "StreamFramer",
     "Via",
+    "RequestView",
+    "copied_fields",
+    "list_elements",
     "make_response",
+    "read_request_view",
     "parse_auth_params",
     "parse_contact",
     "parse_cseq",
@@ -157,6 +162,23 @@ def _split_top(text: str, sep: str) -> list[str]:
 def split_list(value: str) -> list[str]:
     """The elements of a comma-separated header value, commas in quotes and <> kept."""
     return [element.strip(" \t") for element in _split_top(value, ",")]
+
+
+def list_elements(values: Iterable[str]) -> list[str]:
+    """The elements of the fields of a comma-separated list header, in order, empty ones
+    skipped (RFC 3261 §7.3.1)."""
+    elements = []
+    for value in values:
+        if "," not in value:  # one element: nothing to split
+            value = value.strip(" \t")
+            if value:
+                elements.append(value)
+            continue
+        for element in _split_top(value, ","):
+            element = element.strip(" \t")
+            if element:
+                elements.append(element)
+    return elements
 
 
 def _find_unquoted(text: str, char: str) -> int:
@@ -380,18 +402,7 @@ class Headers:
             return []
         if key not in _LIST_HEADERS:
             return list(values)
-        elements = []
-        for value in values:
-            if "," not in value:  # one element: nothing to split
-                value = value.strip(" \t")
-                if value:
-                    elements.append(value)
-                continue
-            for element in _split_top(value, ","):
-                element = element.strip(" \t")
-                if element:
-                    elements.append(element)
-        return elements
+        return list_elements(values)
 
     def count(self, name: str) -> int:
         """How many fields (lines) carry this name."""
@@ -519,19 +530,37 @@ _PLAIN_URI_RE = re.compile(
 
 def parse_uri(text: str) -> SipUri:
     """Parse a SIP-URI or SIPS-URI (RFC 3261 §19.1.1). No whitespace is allowed inside."""
-    m = _PLAIN_URI_RE.fullmatch(text)
-    if m is not None:
-        scheme, user, host, port_text, param_text = m.groups()
-        port = int(port_text) if port_text is not None else None
-        if port is None or port <= 65535:
-            params: dict[str, str] = {}
-            if param_text:
-                for param in param_text[1:].split(";"):
-                    name, _, value = param.partition("=")
-                    params.setdefault(name.lower(), value)
-            return _built(SipUri, scheme=scheme.lower(), user=user or "", password="",
-                          host=host, port=port, params=params, headers={})
+    plain = _plain_uri(text)
+    if plain is not None:
+        scheme, user, host, port, param_text = plain
+        return _built(SipUri, scheme=scheme.lower(), user=user or "", password="", host=host,
+                      port=port, params=_plain_params(param_text), headers={})
     return _parse_uri_in_full(text)
+
+
+@functools.lru_cache(maxsize=4096)  # a phone names the same URIs in every request
+def _plain_uri(text: str) -> tuple | None:
+    """(scheme, user or None, host, port or None, parameters' text) of a URI in the plain
+    shape, else None."""
+    m = _PLAIN_URI_RE.fullmatch(text)
+    if m is None:
+        return None
+    scheme, user, host, port_text, param_text = m.groups()
+    if port_text is None:
+        return scheme, user, host, None, param_text
+    port = int(port_text)
+    return (scheme, user, host, port, param_text) if port <= 65535 else None
+
+
+def _plain_params(text: str) -> dict[str, str]:
+    """The parameters of a shortcut's match (";name=value;name"), names lower-cased, the
+    first of a repeated name kept."""
+    params: dict[str, str] = {}
+    if text:
+        for param in text[1:].split(";"):
+            name, _, value = param.partition("=")
+            params.setdefault(name.lower(), value)
+    return params
 
 
 def _parse_uri_in_full(text: str) -> SipUri:
@@ -627,12 +656,8 @@ def parse_name_addr(text: str) -> NameAddr:
     m = _PLAIN_NAME_ADDR_RE.fullmatch(text)
     if m is not None:
         display, uri_text, param_text = m.groups()
-        params: dict[str, str] = {}
-        if param_text:
-            for param in param_text[1:].split(";"):
-                name, _, value = param.partition("=")
-                params.setdefault(name.lower(), value)
-        return _built(NameAddr, display=display or "", uri=parse_uri(uri_text), params=params)
+        return _built(NameAddr, display=display or "", uri=parse_uri(uri_text),
+                      params=_plain_params(param_text))
     return _parse_name_addr_in_full(text)
 
 
@@ -731,22 +756,24 @@ _PLAIN_VIA_RE = re.compile(
 
 def parse_via(value: str) -> Via:
     """Parse one Via element (split a combined field with ``Headers.get_all``)."""
+    return _plain_via(value) or _parse_via_in_full(value)
+
+
+def _plain_via(value: str) -> Via | None:
+    """The Via of the plain shape, else None."""
     m = _PLAIN_VIA_RE.fullmatch(value)
-    if m is not None:
-        transport, host, port_text, param_text = m.groups()
-        port = int(port_text) if port_text is not None else None
-        params: dict[str, str] = {}
-        if param_text:
-            for param in param_text[1:].split(";"):
-                name, _, text = param.partition("=")
-                params.setdefault(name.lower(), text)
-        rport = params.get("rport")
-        if (port is None or port <= 65535) and (
-                not rport or (rport.isascii() and rport.isdigit() and len(rport) <= 5
-                              and int(rport) <= 65535)):
-            return _built(Via, transport=transport.upper(), host=host, port=port,
-                          params=params, protocol="SIP/2.0")
-    return _parse_via_in_full(value)
+    if m is None:
+        return None
+    transport, host, port_text, param_text = m.groups()
+    port = int(port_text) if port_text is not None else None
+    params = _plain_params(param_text)
+    rport = params.get("rport")
+    if (port is None or port <= 65535) and (
+            not rport or (rport.isascii() and rport.isdigit() and len(rport) <= 5
+                          and int(rport) <= 65535)):
+        return _built(Via, transport=transport.upper(), host=host, port=port, params=params,
+                      protocol="SIP/2.0")
+    return None
 
 
 def _parse_via_in_full(value: str) -> Via:
@@ -853,7 +880,7 @@ def _check_start_line_part(text: str, what: str) -> None:
         raise ValueError(f"bad {what} {text!r}")
 
 
-def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
+def _serialize(start_line: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
     # Content-Length is always written from the body (RFC 3261 §20.14), in place of the
     # first one given (or last), so a stale value can never mis-frame a stream.
     length = f"Content-Length: {len(body)}"
@@ -868,6 +895,13 @@ def _serialize(start_line: str, headers: Headers, body: bytes) -> bytes:
         lines.append(length)
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("utf-8", "surrogateescape") + body
+
+
+def _check_status_line(status: int, reason: str) -> None:
+    if not isinstance(status, int) or not 100 <= status <= 699:
+        raise ValueError(f"bad status code {status!r}")
+    if "\r" in reason or "\n" in reason:
+        raise ValueError("bad reason phrase")
 
 
 def _coerce_common(message) -> None:
@@ -923,10 +957,7 @@ class Response:
     parts: Parts | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self):
-        if not isinstance(self.status, int) or not 100 <= self.status <= 699:
-            raise ValueError(f"bad status code {self.status!r}")
-        if "\r" in self.reason or "\n" in self.reason:
-            raise ValueError("bad reason phrase")
+        _check_status_line(self.status, self.reason)
         _coerce_common(self)
 
     def to_bytes(self) -> bytes:
@@ -1298,14 +1329,12 @@ def _headers_of(head: bytes) -> Headers | None:
 _TAG_RE = re.compile(r";[ \t]*tag[ \t]*=", re.I)
 
 
-def _to_with_tag(value: str, tag: str | None, parsed: NameAddr | None = None) -> str:
+def _to_with_tag(value: str, tag: str | None, has_tag: bool | None = None) -> str:
     if tag is None:
         return value
     if not _is_token(tag):
         raise ValueError(f"bad tag {tag!r}")
-    if parsed is not None:
-        has_tag = "tag" in parsed.params
-    else:
+    if has_tag is None:
         try:
             has_tag = "tag" in parse_name_addr(value).params
         except ParseError:
@@ -1332,26 +1361,20 @@ def make_response(
     ``ParseError``, to answer a malformed request with 400: whatever of those fields it
     holds is copied.
     """
+    fields = _response_fields(request, status, reason, extra_headers, to_tag, top_via)
+    # Checked as Response.__post_init__ would (the fields as Headers would).
+    return _built(Response, status=status, reason=reason, headers=Headers._trusted(fields),
+                  body=bytes(body), version="SIP/2.0", parts=None)
+
+
+def _response_fields(request, status, reason, extra_headers, to_tag, top_via):
     if isinstance(request, Headers):
-        headers, parts = request, None
+        headers, to_has_tag = request, None
     else:
-        headers, parts = request.headers, request.parts
+        parts = request.parts
+        headers, to_has_tag = request.headers, "tag" in parts.to.params if parts else None
     index = headers._index  # fields of a Headers are already checked and canonical
-    fields = [("Via", value) for value in index.get("via", ())]
-    if top_via is not None and fields:
-        # The first element of the first Via field is the top Via (commas inside quoted
-        # parameters do not separate elements).
-        first = fields[0][1]
-        rest = split_list(first)[1:] if "," in first else []
-        fields[0] = ("Via", ", ".join([top_via, *rest]))
-    for wanted, key in (("From", "from"), ("To", "to"), ("Call-ID", "call-id"),
-                        ("CSeq", "cseq")):
-        values = index.get(key)
-        if values:
-            value = values[0]
-            if key == "to":
-                value = _to_with_tag(value, to_tag, parts.to if parts is not None else None)
-            fields.append((wanted, value))
+    fields = copied_fields(index, to_tag, top_via, to_has_tag)
     if status == 100:
         # RFC 3261 §8.2.6.1: a 100 (Trying) echoes the request's Timestamp.
         fields.extend(("Timestamp", value) for value in index.get("timestamp", ()))
@@ -1364,4 +1387,122 @@ def make_response(
         if not isinstance(value, str) or "\r" in value or "\n" in value:
             raise ValueError(f"bad value for header {name}")  # it would inject fields
         fields.append((canonical, value))
-    return Response(status, reason, Headers._trusted(fields), body)
+    _check_status_line(status, reason)
+    return fields
+
+
+def copied_fields(index: dict[str, list[str]], to_tag: str | None, top_via: str | None,
+                  to_has_tag: bool | None = None) -> list[tuple[str, str]]:
+    """The fields a response copies from its request's (a Headers index): every Via (the
+    first element replaced by ``top_via`` when given), From, To (with ``to_tag`` unless
+    it has a tag: ``to_has_tag``, or read from the text when None), Call-ID, CSeq."""
+    fields = [("Via", value) for value in index.get("via", ())]
+    if top_via is not None and fields:
+        # The first element of the first Via field is the top Via (commas inside quoted
+        # parameters do not separate elements).
+        first = fields[0][1]
+        rest = split_list(first)[1:] if "," in first else []
+        fields[0] = ("Via", ", ".join([top_via, *rest]) if rest else top_via)
+    for wanted, key in _COPIED:
+        values = index.get(key)
+        if values:
+            value = values[0]
+            if key == "to":
+                value = _to_with_tag(value, to_tag, to_has_tag)
+            fields.append((wanted, value))
+    return fields
+
+
+_COPIED = (("From", "from"), ("To", "to"), ("Call-ID", "call-id"), ("CSeq", "cseq"))
+
+
+# ---------------------------------------------------------------------------------------
+# What the edge reads of a request to answer it
+
+class RequestView(NamedTuple):
+    """The parts of a request the edge's core works from (sipedge/core.py).
+
+    ``RequestView.of`` takes them from a parsed ``Request``; ``read_request_view`` reads
+    them from the bytes of the usual request without making one.
+    """
+
+    method: str
+    uri_host: str | None  # the Request-URI's host; None when not a sip: or sips: URI
+    to_user: str  # the user part of the To URI, escapes kept
+    to_has_tag: bool
+    top: Via
+    cseq: int
+    index: dict[str, list[str]]  # as Headers._index: lower-cased name -> values in order
+
+    @classmethod
+    def of(cls, request: Request) -> RequestView:
+        parts = request.parts
+        return cls(request.method, None if parts.uri is None else parts.uri.host,
+                   parts.to.uri.user, "tag" in parts.to.params, parts.vias[0], parts.cseq[0],
+                   request.headers._index)
+
+
+def read_request_view(data: bytes) -> RequestView | None:
+    """The view of the request nearly every phone sends, read in one pass; None for
+    anything else, which ``parse_message`` then reads.
+
+    The usual shape: no empty line before the start line, SIP/2.0, CRLF line ends only,
+    no folding, every header name a usual spelling right before its colon, one Via
+    element, one each of From, To, Call-ID and CSeq, no Content-Length or 0, and the
+    Request-URI, Via, From and To in the shapes their shortcuts read (sip: or sips: URIs,
+    a hostname or IPv4 host, parameters without quotes). What it reads is what
+    ``RequestView.of(parse_message(data))`` gives (the tests compare both); anything else,
+    every error included, is left to ``parse_message``.
+    """
+    end = data.find(b"\r\n\r\n")
+    if end <= 0 or end > MAX_LINE_LENGTH or data[0] in b"\r\n" or len(data) > MAX_MESSAGE_SIZE:
+        return None
+    text = data[:end].decode("utf-8", "surrogateescape")
+    lines = text.split("\r\n")
+    breaks = len(lines) - 1
+    if breaks > MAX_HEADERS or text.count("\n") != breaks or text.count("\r") != breaks:
+        return None
+    start = _REQUEST_LINE_RE.fullmatch(lines[0])
+    if start is None:
+        return None
+    method, uri, version = start.groups()
+    if version != "SIP/2.0":
+        return None
+    index: dict[str, list[str]] = {}
+    spellings = _LOOKUP_KEYS
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        key = spellings.get(name)
+        if key is None or not colon:
+            return None
+        value = value.strip(" \t")
+        values = index.get(key)
+        if values is None:
+            index[key] = [value]
+        else:
+            values.append(value)
+    try:
+        [via], [sender], [to], [call_id], [cseq] = (
+            index["via"], index["from"], index["to"], index["call-id"], index["cseq"])
+    except (KeyError, ValueError):  # missing, or more than one
+        return None
+    lengths = index.get("content-length")
+    if lengths is not None and lengths != ["0"]:
+        return None
+    number, _, cseq_method = cseq.partition(" ")
+    if (cseq_method != method or not number.isdigit() or not number.isascii()
+            or len(number) > 10 or int(number) > _MAX_CSEQ
+            or _CALL_ID_RE.fullmatch(call_id) is None):
+        return None
+    request_uri = _plain_uri(uri)
+    to_match = _PLAIN_NAME_ADDR_RE.fullmatch(to)
+    sender_match = _PLAIN_NAME_ADDR_RE.fullmatch(sender)
+    top = _plain_via(via)
+    if (request_uri is None or to_match is None or sender_match is None or top is None
+            or _plain_uri(sender_match.group(2)) is None):
+        return None
+    to_uri = _plain_uri(to_match.group(2))
+    if to_uri is None:
+        return None
+    return RequestView(method, request_uri[2], to_uri[1] or "",
+                       "tag" in _plain_params(to_match.group(3)), top, int(number), index)

@@ -18,6 +18,7 @@ from sipedge.sip.message import (
     NameAddr,
     ParseError,
     Request,
+    RequestView,
     Response,
     SipUri,
     StreamFramer,
@@ -30,6 +31,7 @@ from sipedge.sip.message import (
     parse_name_addr,
     parse_uri,
     parse_via,
+    read_request_view,
     unescape,
 )
 from sipedge.sip.message import (
@@ -1331,3 +1333,88 @@ def test_framer_raises_nothing_on_arbitrary_stream(chunks):
     for chunk in chunks:
         for item in framer.feed(chunk):
             assert item is KEEPALIVE or isinstance(item, (bytes, ParseError))
+
+
+# --- The usual request read in one pass ------------------------------------------------
+
+def _view_or_error(data):
+    try:
+        message = parse_message(data)
+    except ParseError as error:
+        return f"ParseError: {error}"
+    return RequestView.of(message) if isinstance(message, Request) else "a response"
+
+
+# Each line of a REGISTER in its usual spelling, or in one of the spellings and shapes
+# the one-pass reading leaves to parse_message (which may accept or refuse them).
+USUAL_LINES = {
+    "start": ["REGISTER sip:pbx.example SIP/2.0", "REGISTER sip:192.0.2.1:5060 SIP/2.0",
+              "OPTIONS sip:pbx.example SIP/2.0", "REGISTER sips:pbx.example SIP/2.0",
+              "REGISTER SIP:pbx.example SIP/2.0", "REGISTER sip:pbx.example sip/2.0",
+              "REGISTER sip:pbx.example:99999 SIP/2.0", "REGISTER sip:u:pw@pbx.example SIP/2.0",
+              "REGISTER tel:+15551234 SIP/2.0", "REGISTER sip:pbx.example?x=y SIP/2.0",
+              "REGISTER  sip:pbx.example SIP/2.0", "REGISTER sip:[::1] SIP/2.0",
+              "REGISTER sip:pbx.example;lr;LR=1 SIP/2.0"],
+    "via": ["Via: SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK1;rport",
+            "v: SIP/2.0/udp 192.0.2.10;branch=z9hG4bK2",
+            "VIA: SIP/2.0/TCP host.example:05060;Branch=z9hG4bK3;rport=5062",
+            "Via:SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK4;received=1.2.3.4;branch=x",
+            "Via: SIP/2.0/UDP 192.0.2.10:5060;rport=99999",
+            "Via: SIP/2.0/UDP 192.0.2.10:99999", "Via: SIP / 2.0 / UDP 192.0.2.10",
+            "Via: SIP/2.0/UDP 192.0.2.10, SIP/2.0/UDP 192.0.2.11", "Via: SIP/2.0/UDP [::1]:5060",
+            "Via: SIP/2.0/UDP 192.0.2.10;maddr=\"x\"", "Via: ",
+            "Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bK5\r\n\tfolded"],
+    "from": ["From: <sip:12345101@pbx.example>;tag=a1", 'From: "Desk" <sip:12345101@pbx.example>;tag=a2',
+             "f: <sips:12345101@pbx.example:5061;transport=tls>;TAG=a3",
+             "From: sip:12345101@pbx.example;tag=a4", "From: <sip:u%20x@pbx.example>;tag=a5",
+             "From: <sip:12345101@pbx.example:70000>", "From: <mailto:x@y>",
+             'From: "De\\"sk" <sip:1@h>'],
+    "to": ["To: <sip:12345101@pbx.example>", "t: <sip:12345101r@pbx.example>;tag=b1",
+           "To: <SIP:12345101@pbx.example>;Tag=b2", "To: sip:12345101@pbx.example",
+           "To: <sip:%31%32@pbx.example>", "To: <sip:pbx.example>", 'To: "A B" <sip:1@h>;x',
+           "To: <sip:1@h:65536>"],
+    "call-id": ["Call-ID: a84b4c76e66710@pc33.example", "i: 1-2@192.0.2.10", "Call-ID: two words",
+                "call-id: x"],
+    "cseq": ["CSeq: 1 REGISTER", "CSeq: 0000000002 REGISTER", "CSeq: 3  REGISTER",
+             "CSeq: 4 register", "CSeq: 4294967296 REGISTER", "CSeq: 99999999999 REGISTER",
+             "CSeq: 5 OPTIONS", "cseq: 6 REGISTER", "CSeq: \u0661 REGISTER"],
+    "extra": ["Contact: <sip:12345101@192.0.2.10:5060>;expires=60", "m: *", "Expires: 300",
+              "User-Agent: Yealink SIP-T46S", "Max-Forwards: 70", "Content-Length: 0",
+              "l: 0", "Content-Length: 00", "Content-Length: 4", "X-Serial: 42",
+              'Authorization: Digest username="12345101", realm="pbx.example", nonce="n"',
+              "Supported: path, gruu", "Expires : 60", " Expires: 60", "Allow: INVITE,ACK"],
+}
+
+
+@st.composite
+def usual_requests(draw):
+    """REGISTER bytes in the usual shape but for one or two lines (or none)."""
+    names = ["start", "via", "from", "to", "call-id", "cseq"]
+    off = draw(st.lists(st.sampled_from(names), max_size=2))
+    lines = [draw(st.sampled_from(USUAL_LINES[name][1:] if name in off else USUAL_LINES[name][:2]))
+             for name in names]
+    lines[1:] = draw(st.permutations(lines[1:]))
+    lines += draw(st.lists(st.sampled_from(USUAL_LINES["extra"]), max_size=4))
+    if not draw(st.integers(0, 9)):
+        lines.insert(draw(st.integers(1, len(lines))), draw(st.sampled_from(USUAL_LINES["via"])))
+    data = ("\r\n".join(lines) + "\r\n\r\n").encode()
+    return data + draw(st.sampled_from([b"", b"", b"", b"body", b"\r\n"]))
+
+
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(usual_requests()
+       | requests().map(lambda message: message.to_bytes())
+       | st.lists(st.sampled_from(SIP_PIECES) | st.binary(max_size=4), max_size=40).map(b"".join))
+def test_one_pass_reading_gives_what_the_parser_gives(data):
+    view = read_request_view(data)
+    if view is not None:
+        assert view == _view_or_error(data)
+
+
+def test_one_pass_reading_takes_the_usual_request():
+    # What the property above compares must happen: the usual REGISTER is read in one pass.
+    view = read_request_view(REGISTER)
+    assert view == RequestView.of(parse_message(REGISTER))
+    assert (view.method, view.uri_host, view.to_user, view.to_has_tag, view.cseq) == (
+        "REGISTER", "sip.example.com", "12345101", False, 314159)
+    assert view.top.params["branch"] == "z9hG4bK776asdhds"
