@@ -20,6 +20,7 @@ requests yet).
 
 import datetime as dt
 import email.utils
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -27,15 +28,15 @@ import math
 import os
 import re
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from .config import EdgeConfig
 from .events import MAX_EVENTS, EventQueue
 from .guard import Guard
 from .sip import digest
 from .sip.message import (
-    ParseError, Request, make_response, parse_contact, parse_message, parse_name_addr,
-    parse_uri, parse_via, split_list, unescape,
+    ParseError, Request, RequestView, copied_fields, list_elements, make_response,
+    parse_contact, parse_message, parse_via, read_request_view, unescape,
 )
 from .sip.registrar import Registrar
 
@@ -43,6 +44,8 @@ log = logging.getLogger("sipedge.core")
 
 SERVER = "Trunkline sipedge"
 ALLOW = "REGISTER, OPTIONS"
+_SERVER_FIELD = ("Server", SERVER)
+_SERVER_LINE = f"Server: {SERVER}"
 DEFAULT_REALM = "sip.trunkline.local"
 TRANSACTION_LIFETIME = 32.0  # RFC 3261 §17.2.2 Timer J: 64*T1 for retransmissions
 MAX_TRANSACTIONS = 50_000
@@ -52,6 +55,7 @@ _DIGITS = re.compile(r"[0-9]{1,10}")
 KNOWN_METHODS = frozenset({"REGISTER", "OPTIONS", "INVITE", "ACK", "BYE", "CANCEL", "INFO",
                            "SUBSCRIBE", "NOTIFY", "PUBLISH", "MESSAGE", "REFER", "UPDATE",
                            "PRACK"})
+_REQUEST_STATS = {method: f"request:{method}" for method in KNOWN_METHODS}
 MAX_EVENT_TEXT = 64  # user IDs in events: the control plane takes no longer ones
 MAX_EVENT_CONTACT = 512
 PURGE_EVERY = 60.0  # seconds between sweeps of ended bans and quiet failure windows
@@ -61,8 +65,11 @@ PURGE_EVERY = 60.0  # seconds between sweeps of ended bans and quiet failure win
 MD5_ONLY_AGENTS = r"(?i)^(baresip v?[01]\.|sipp\b)"
 
 
-@dataclass(frozen=True, slots=True)
-class Send:
+def _bad_request_reason(error):
+    return f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
+
+
+class Send(NamedTuple):
     """Bytes to send: on UDP to `destination`, on TCP over the connection `conn`."""
 
     data: bytes
@@ -71,11 +78,32 @@ class Send:
     conn: object = None
 
 
-def _iso(now, _last=[None, ""]):
-    # The events of one message share its time: formatted once.
-    if _last[0] != now:
-        _last[0], _last[1] = now, dt.datetime.fromtimestamp(now, dt.timezone.utc).isoformat()
-    return _last[1]
+def _iso(now, _second=[None, ""]):
+    """`now` (epoch seconds) in ISO 8601, UTC, to the microsecond. The date and the time of
+    day are formatted once a second (a conversion, not a reading of the clock)."""
+    second = math.floor(now)
+    if _second[0] != second:
+        _second[0], _second[1] = second, dt.datetime.fromtimestamp(
+            second, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{min(round((now - second) * 1e6), 999_999):06d}+00:00"
+
+
+@functools.lru_cache(maxsize=4096)  # a phone sends the same Contact every time
+def _contact(value):
+    """(URI, expires parameter or None) of one Contact element, or "*"."""
+    parsed = parse_contact(value)
+    if parsed == "*":
+        return "*"
+    expires = parsed.params.get("expires")
+    return str(parsed.uri), None if expires is None else _expires(expires)
+
+
+def _expires(text):
+    """An Expires value or parameter: seconds."""
+    text = text.strip()
+    if not _DIGITS.fullmatch(text):  # ASCII only: "²".isdigit() is True
+        raise ParseError("bad Expires")
+    return int(text)
 
 
 class EdgeCore:
@@ -105,8 +133,9 @@ class EdgeCore:
         self.stats = Counter()  # requests by method, responses by status, failures...
         self._started_at = None
         self._next_purge = 0.0
-        self._answer_via = None
-        self._literals = {}  # Request-URI host -> whether it is an IP address
+        self._echo = ""  # what the response to the message being handled copies of it
+        self._served = {}  # Request-URI host -> (realm, whether it is served here)
+        self._agents = {}  # User-Agent -> the digest algorithms it is offered
         self._date = (None, "")  # the Date of responses, made once a second
 
     # --- configuration ---
@@ -210,44 +239,50 @@ class EdgeCore:
         if self._started_at is None:
             # Nonce counts from before now are not known; nonces carry milliseconds.
             self._started_at = math.floor(now * 1000) / 1000
-        self.stats["messages"] += 1
-        try:
-            message = parse_message(data)
-        except ParseError as error:
-            self.stats["malformed"] += 1
-            return self._bad_request(error, transport, source, conn)
-        if not isinstance(message, Request):
-            self.stats["responses_ignored"] += 1
-            return []
-        if message.method == "ACK":
+        stats = self.stats
+        stats["messages"] += 1
+        # The usual request is read in one pass; anything else by the full parser.
+        view = read_request_view(data) if type(data) is bytes else None
+        if view is None:
+            try:
+                message = parse_message(data)
+            except ParseError as error:
+                stats["malformed"] += 1
+                return self._bad_request(error, transport, source, conn)
+            if not isinstance(message, Request):
+                stats["responses_ignored"] += 1
+                return []
+            view = RequestView.of(message)
+        method = view.method
+        if method == "ACK":
             return []  # never answered (RFC 3261 §17.2.1); no INVITEs are served yet
-        method = message.method if message.method in KNOWN_METHODS else "other"
-        self.stats[f"request:{method}"] += 1
-        top = message.parts.vias[0]  # parse_message checked every Via
-        # The top Via of every response to this request (set per message: the core
-        # handles one message at a time).
-        self._answer_via = self._received_via(top, source)
+        stats[_REQUEST_STATS.get(method, "request:other")] += 1
+        top = view.top
         # Only REGISTER needs its answer kept for retransmissions (a second nonce count
         # would be a replay); OPTIONS is answered afresh, and costs no memory.
-        key = ((top.branch, message.method, source)
-               if top.branch and message.method == "REGISTER" else None)
+        branch = top.params.get("branch")
+        key = (branch, method, source) if branch and method == "REGISTER" else None
         if key is not None:
             cached = self._transactions.get(key)
             if cached is not None:  # a retransmission: the same answer again
-                self.stats["retransmissions"] += 1
+                stats["retransmissions"] += 1
                 return [Send(cached[1], tuple(source), transport, conn)]
+        # What every response to this request copies of it, the top Via with received and
+        # rport (set per message: the core handles one message at a time).
+        self._echo = "\r\n".join([f"{name}: {value}" for name, value in copied_fields(
+            view.index, self._to_tag(view.index), self._received_via(top, source),
+            view.to_has_tag)])
         try:
-            response = self._handle(message, transport, source, now)
+            answer = self._handle(view, transport, source, now)
         except (ParseError, ValueError) as error:  # ParseError is a ValueError too
-            self.stats["malformed"] += 1
-            reason = f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
-            response = self._response(message, 400, reason)
-        sends = [self._send(response, source, transport, conn)]
+            stats["malformed"] += 1
+            answer = self._response(400, _bad_request_reason(error))
         if key is not None:
-            self._transactions[key] = (now + TRANSACTION_LIFETIME, sends[0].data)
-            if len(self._transactions) > MAX_TRANSACTIONS:
-                self._transactions.popitem(last=False)
-        return sends
+            transactions = self._transactions
+            transactions[key] = (now + TRANSACTION_LIFETIME, answer)
+            if len(transactions) > MAX_TRANSACTIONS:
+                transactions.popitem(last=False)
+        return [Send(answer, tuple(source), transport, conn)]
 
     def unframeable(self, error, transport, source):
         """A stream that cannot be framed (the shell then closes it): a 400 if possible."""
@@ -263,43 +298,45 @@ class EdgeCore:
             if len(start) == 2 and start[1].upper() == "ACK":
                 return []
             top = parse_via(headers.get_all("Via")[0])
-            reason = f"Bad Request ({error})"[:120].replace("\r", " ").replace("\n", " ")
-            response = make_response(headers, 400, reason, [("Server", SERVER)],
-                                     to_tag=self._to_tag(headers),
+            response = make_response(headers, 400, _bad_request_reason(error), [_SERVER_FIELD],
+                                     to_tag=self._to_tag(headers._index),
                                      top_via=self._received_via(top, source))
-            return [self._send(response, source, transport, conn)]
+            self.stats["response:400"] += 1
+            return [Send(response.to_bytes(), tuple(source), transport, conn)]
         except (ParseError, ValueError):
             return []
-
-    def _send(self, response, source, transport, conn):
-        self.stats[f"response:{response.status}"] += 1
-        return Send(response.to_bytes(), tuple(source), transport, conn)
 
     @staticmethod
     def _received_via(top, source):
         """The top Via of a response: RFC 3261 §18.2.1 received, RFC 3581 rport."""
-        params = dict(top.params)
-        host = top.host.strip("[]")
-        if host != source[0] or "rport" in params:
+        params = top.params
+        rport = "rport" in params
+        if rport or top.host.strip("[]") != source[0]:
+            params = dict(params)
             params["received"] = source[0]
-        if "rport" in params:
-            params["rport"] = str(source[1])
+            if rport:
+                params["rport"] = str(source[1])
         text = f"{top.protocol}/{top.transport} {top.host}"
         if top.port is not None:
-            text += f":{top.port}"
-        return text + "".join(f";{k}={v}" if v != "" else f";{k}" for k, v in params.items())
+            text = f"{text}:{top.port}"
+        return text + "".join([f";{k}={v}" if v != "" else f";{k}" for k, v in params.items()])
 
-    def _to_tag(self, headers):
+    @staticmethod
+    def _to_tag(index):
         # The same tag for every response of a dialog-less request: stateless, and the
         # same again for a retransmission.
-        return hashlib.sha256(
-            (headers.get("Call-ID", "") + headers.get("From", "")).encode(
-                "utf-8", "surrogateescape")).hexdigest()[:16]
+        call_id, sender = index.get("call-id"), index.get("from")
+        text = (call_id[0] if call_id else "") + (sender[0] if sender else "")
+        return hashlib.sha256(text.encode("utf-8", "surrogateescape")).hexdigest()[:16]
 
-    def _response(self, request, status, reason, extra=()):
-        return make_response(request, status, reason, [("Server", SERVER), *extra],
-                             to_tag=self._to_tag(request.headers),
-                             top_via=self._answer_via)
+    def _response(self, status, reason, extra=()):
+        """The bytes of the response to the request being handled, with the core's own
+        `extra` fields (canonical names, values without CR or LF)."""
+        self.stats[f"response:{status}"] += 1
+        lines = [f"SIP/2.0 {status} {reason}", self._echo, _SERVER_LINE]
+        lines += [f"{name}: {value}" for name, value in extra]
+        lines.append("Content-Length: 0\r\n\r\n")
+        return "\r\n".join(lines).encode("utf-8", "surrogateescape")
 
     # --- requests ---
 
@@ -307,50 +344,51 @@ class EdgeCore:
         if request.method == "REGISTER":
             return self._register(request, transport, source, now)
         if request.method == "OPTIONS":
-            return self._response(request, 200, "OK", [("Allow", ALLOW),
-                                                       ("Accept", "application/sdp")])
-        return self._response(request, 501, "Not Implemented", [("Allow", ALLOW)])
+            return self._response(200, "OK", [("Allow", ALLOW), ("Accept", "application/sdp")])
+        return self._response(501, "Not Implemented", [("Allow", ALLOW)])
 
-    def _serves(self, host):
-        host = host.strip("[]").lower()
-        if host in self.domains or host == self.realm.lower():
-            return True
-        known = self._literals.get(host)
-        if known is None:
-            try:
-                ipaddress.ip_address(host)
-                known = True  # phones configured with the edge's address
-            except ValueError:
-                known = False
-            if len(self._literals) >= 1024:  # hosts are a handful; a scan makes up more
-                self._literals.clear()
-            self._literals[host] = known
-        return known
+    def _serves(self, host, realm):
+        served = self._served.get(host)
+        if served is None or served[0] != realm:
+            bare = host.strip("[]").lower()
+            if bare in self.domains or bare == realm.lower():
+                known = True
+            else:
+                try:
+                    ipaddress.ip_address(bare)
+                    known = True  # phones configured with the edge's address
+                except ValueError:
+                    known = False
+            if len(self._served) >= 1024:  # hosts are a handful; a scan makes up more
+                self._served.clear()
+            served = self._served[host] = (realm, known)
+        return served[1]
 
     def _register(self, request, transport, source, now):
-        uri = request.parts.uri or parse_uri(request.uri)  # not sip: -> ParseError, a 400
-        if not self._serves(uri.host):
-            return self._response(request, 404, "Domain Not Served Here")
-        to = request.parts.to
-        user_id = unescape(to.uri.user)
-        if not user_id:
-            return self._response(request, 404, "Not Found")
-        source_key = self.guard.source(source[0])
+        if request.uri_host is None:
+            raise ParseError("not a sip: or sips: URI")  # a 400
         realm = self.realm
+        if not self._serves(request.uri_host, realm):
+            return self._response(404, "Domain Not Served Here")
+        user_id = unescape(request.to_user)
+        if not user_id:
+            return self._response(404, "Not Found")
+        source_key = self.guard.source(source[0])
+        index = request.index
 
-        authorization = self._authorization(request, realm)
+        authorization = self._authorization(index.get("authorization"), realm)
         if authorization is None:
             return self._challenge(request, realm, now, source_key)
         try:
             creds = digest.parse_credentials(authorization)
         except digest.DigestError as error:
-            return self._response(request, 400, f"Bad Request ({error})"[:120])
+            return self._response(400, _bad_request_reason(error))
         if creds.realm != realm:
             return self._challenge(request, realm, now, source_key)
         if self.guard.locked_out(source_key, user_id, now):
             self.stats["locked_out"] += 1
-            return self._response(request, 403, "Forbidden")
-        status = self.nonces.check(creds.nonce, now, realm, bound=source_key)
+            return self._response(403, "Forbidden")
+        status, issued_at = self.nonces.verify(creds.nonce, now, realm, bound=source_key)
         if status == "invalid":  # forged, of another edge, or obtained from another source
             return self._challenge(request, realm, now, source_key)
         if status == "stale":
@@ -361,51 +399,66 @@ class EdgeCore:
         try:
             right = digest.verify(creds, identity.ha1 if identity else None, "REGISTER")
         except digest.DigestError as error:
-            return self._response(request, 400, f"Bad Request ({error})"[:120])
+            return self._response(400, _bad_request_reason(error))
         # The digest username must be the SIP user ID being registered (no separate
         # "authorization user"): a mismatch is as wrong as a wrong password.
         if right and creds.username != user_id:
             right = False
         if not right:
-            return self._failure(request, source, source_key, user_id, identity, now)
+            return self._failure(source, source_key, user_id, identity, now)
         if self.counts.forgotten_before is None:
             self.counts.forget_before(self._started_at)
-        if not self.counts.accept(creds.nonce, creds.nc, self.nonces.issued_at(creds.nonce)):
+        if not self.counts.accept(creds.nonce, creds.nc, issued_at):
             # A replay, or a nonce whose count this edge no longer knows: a fresh nonce.
             self.stats["replays"] += 1
             return self._challenge(request, realm, now, source_key, stale=True)
         self.stats["auth_success"] += 1
         self.guard.success(source_key, user_id)
-        self._event("auth_success", now, address=self.guard.address_text(source[0]),
-                    user_id=user_id)
+        address = self.guard.address_text(source[0])
+        at = _iso(now)
+        self.events.append({"type": "auth_success", "at": at, "address": address,
+                            "user_id": user_id[:MAX_EVENT_TEXT]})
         # RFC 3261 §10.3: the Contacts are read once the request is authenticated (step 6
         # after step 3); a malformed one then gets its 400.
-        contacts = self._contacts(request)
-        expires_header = self._expires(request.headers.get("Expires"))
-        return self._bind(request, user_id, contacts, expires_header, transport, source, now)
+        contacts = self._contacts(index.get("contact"))
+        expires = index.get("expires")
+        expires_header = _expires(expires[0]) if expires else None
+        return self._bind(request, user_id, contacts, expires_header, transport, source,
+                          address, now, at)
 
-    def _authorization(self, request, realm):
+    @staticmethod
+    def _authorization(values, realm):
         # Whole fields: credentials hold commas, so they are never split like list headers.
-        values = request.headers.get_all("Authorization")
         if not values:
             return None
-        for value in values:
-            if f'realm="{realm}"' in value or f"realm={realm}" in value:
-                return value
+        if len(values) > 1:
+            for value in values:
+                if f'realm="{realm}"' in value or f"realm={realm}" in value:
+                    return value
         return values[0]
 
     def _challenge(self, request, realm, now, source_key, *, stale=False):
         self.stats["challenges"] += 1
         nonce = self.nonces.issue(now, realm, bound=source_key)
-        algorithms = self.algorithms
-        agent = request.headers.get("User-Agent")
-        if agent and self._md5_only is not None and self._md5_only.search(agent):
-            algorithms = ("MD5",)
+        agent = request.index.get("user-agent")
+        algorithms = self._algorithms_for(agent[0] if agent else None)
         extra = [("WWW-Authenticate", value)
                  for value in digest.challenge(realm, nonce, stale=stale, algorithms=algorithms)]
-        return self._response(request, 401, "Unauthorized", extra)
+        return self._response(401, "Unauthorized", extra)
 
-    def _failure(self, request, source, source_key, user_id, identity, now):
+    def _algorithms_for(self, agent):
+        """The algorithms offered to a User-Agent (looked up once per agent text)."""
+        if not agent or self._md5_only is None:
+            return self.algorithms
+        algorithms = self._agents.get(agent)
+        if algorithms is None:
+            algorithms = ("MD5",) if self._md5_only.search(agent) else self.algorithms
+            if len(self._agents) >= 1024:  # a few models per platform; made-up ones are not
+                self._agents.clear()
+            self._agents[agent] = algorithms
+        return algorithms
+
+    def _failure(self, source, source_key, user_id, identity, now):
         reason = "wrong_password" if identity is not None else "unknown_user"
         self.stats["auth_failures"] += 1
         self._event("auth_failure", now, address=self.guard.address_text(source[0]),
@@ -419,67 +472,72 @@ class EdgeCore:
                         verdict.action, source_key,
                         f" for {user_id}" if verdict.action == "lockout" else "")
         # A wrong password and an unknown user ID get the same answer.
-        return self._response(request, 403, "Forbidden")
+        return self._response(403, "Forbidden")
 
     # --- bindings ---
 
-    def _contacts(self, request):
-        values = request.headers.get_all("Contact")
+    @staticmethod
+    def _contacts(fields):
+        """[(contact URI, expires parameter or None)] of the Contact fields, or "*"."""
+        if not fields:
+            return []
+        if len(fields) == 1 and fields[0] and "," not in fields[0]:
+            values = fields  # one element, stripped by the parser: nothing to split
+        else:
+            values = list_elements(fields)
         contacts = []
         for value in values:
-            parsed = parse_contact(value)
-            if parsed == "*":
+            contact = _contact(value)
+            if contact == "*":
                 if len(values) != 1:
                     raise ParseError("Contact * must stand alone")
                 return "*"
-            expires = parsed.params.get("expires")
-            contacts.append((str(parsed.uri), self._expires(expires)))
+            contacts.append(contact)
         return contacts
 
-    @staticmethod
-    def _expires(text):
-        if text is None:
-            return None
-        text = text.strip()
-        if not _DIGITS.fullmatch(text):  # ASCII only: "²".isdigit() is True
-            raise ParseError("bad Expires")
-        return int(text)
-
-    def _bind(self, request, user_id, contacts, expires_header, transport, source, now):
+    def _bind(self, request, user_id, contacts, expires_header, transport, source, address,
+              now, at):
+        registrar = self.registrar
         if contacts == []:
-            bindings = self.registrar.bindings(user_id, now)  # a query (RFC 3261 §10.2.3)
-            return self._ok(request, bindings, now)
-        call_id = request.headers.get("Call-ID")
-        cseq = int(request.headers.get("CSeq").split()[0])
-        before = self.registrar.current(user_id)
-        result = self.registrar.update(
-            user_id, contacts, expires_header=expires_header, call_id=call_id, cseq=cseq,
-            now=now, source=tuple(source), transport=transport,
-            user_agent=request.headers.get("User-Agent"))
+            bindings = registrar.bindings(user_id, now)  # a query (RFC 3261 §10.2.3)
+            return self._ok(bindings, now)
+        index = request.index
+        agent = index.get("user-agent")
+        agent = agent[0] if agent else None
+        before = registrar.current(user_id)
+        result = registrar.update(
+            user_id, contacts, expires_header=expires_header, call_id=index["call-id"][0],
+            cseq=request.cseq, now=now, source=tuple(source), transport=transport,
+            user_agent=agent)
         if result.status == 423:
-            return self._response(request, 423, "Interval Too Brief",
+            return self._response(423, "Interval Too Brief",
                                   [("Min-Expires", str(result.min_expires))])
         if result.status != 200:
-            return self._response(request, result.status, result.reason)
+            return self._response(result.status, result.reason)
         for binding in result.removed:
             self._unindex(binding)
             self._event("unregistration", now, user_id=user_id, contact=binding.contact)
+        events = self.events
         for binding in result.added:
             old = before.get(binding.contact)
             if old is not None:  # a refresh: the binding may come from elsewhere now
-                self._unindex(old)
-            self._index(binding)
-            self._event("registration", now, user_id=user_id, contact=binding.contact,
-                        source_address=self.guard.address_text(source[0]),
-                        source_port=source[1],
-                        transport=transport, expires=binding.expires_in(now),
-                        user_agent=(binding.user_agent or "")[:200] or None)
-        return self._ok(request, result.bindings, now)
+                if old.source != binding.source:
+                    self._unindex(old)
+                    self._index(binding)
+            else:
+                self._index(binding)
+            events.append({
+                "type": "registration", "at": at, "user_id": user_id[:MAX_EVENT_TEXT],
+                "contact": binding.contact[:MAX_EVENT_CONTACT], "source_address": address,
+                "source_port": source[1], "transport": transport,
+                "expires": binding.expires_in(now),
+                "user_agent": (binding.user_agent or "")[:200] or None})
+        return self._ok(result.bindings, now)
 
-    def _ok(self, request, bindings, now):
+    def _ok(self, bindings, now):
         extra = [("Contact", f"<{b.contact}>;expires={b.expires_in(now)}") for b in bindings]
         extra.append(("Date", self._date_text(now)))
-        return self._response(request, 200, "OK", extra)
+        return self._response(200, "OK", extra)
 
     def _date_text(self, now):
         second = int(now)

@@ -6,6 +6,7 @@ import re
 
 import pytest
 
+import sipedge.core
 from sipedge.config import EdgeConfig
 from sipedge.core import EdgeCore
 
@@ -463,3 +464,81 @@ def test_a_phone_that_moved_away_no_longer_shelters_its_old_address():
         authenticated(core, "12345102", "old", source=office, branch=f"z9hG4bKmv{i}",
                       now=T0 + 20 + i)
     assert core.blocked(office[0], T0 + 30)  # nobody registered there any more: a ban
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_ack_is_never_answered(compact):
+    core = make_core()
+    data = register("12345101").replace(b"REGISTER", b"ACK")
+    if compact:  # read by the full parser rather than in one pass
+        data = data.replace(b"Via:", b"v:").replace(b"\r\n\r\n", b"\r\nX-Odd: 1\r\n\r\n")
+    assert core.receive(data, transport="udp", source=PHONE, now=T0) == []
+    assert core.stats["messages"] == 1 and not core.stats["response:501"]
+
+
+# --- The usual request read in one pass answers as the full parser does ---------------
+
+# Ways phones write a REGISTER: the usual shape (read in one pass), and shapes only the
+# full parser reads (compact and odd-cased names, folding, two Vias, display names...).
+SHAPES = [  # (shape, read in one pass)
+    (lambda lines: lines, True),
+    (lambda lines: [line.replace("Via:", "v:").replace("Contact:", "m:") for line in lines],
+     True),
+    (lambda lines: [line.replace("To: <sip:", "To: <SIP:") for line in lines], True),
+    (lambda lines: [line.replace("Contact: <", "Contact: <sip:x@192.0.2.99>, <")
+                    for line in lines], True),
+    (lambda lines: [line.replace(">;tag=abc", ">;TAG=abc") for line in lines], True),
+    (lambda lines: [line.replace("User-Agent: TestPhone/1.0", "User-Agent: baresip v1.0.0")
+                    for line in lines], True),
+    (lambda lines: [line.replace("CSeq:", "CSEQ :") for line in lines], False),
+    (lambda lines: [*lines, "X-Serial: 00:15:65:aa"], False),
+    (lambda lines: [line.replace(";rport", "\r\n ;rport") for line in lines], False),
+    (lambda lines: [line.replace("From: <", 'From: "Desk \\"101\\"" <') for line in lines],
+     False),
+    (lambda lines: [*lines[:2], "Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKp", *lines[2:]],
+     False),
+]
+
+
+def shaped(data, shape):
+    head, _, body = data.partition(b"\r\n\r\n")
+    return ("\r\n".join(shape(head.decode().split("\r\n"))) + "\r\n\r\n").encode() + body
+
+
+@pytest.mark.parametrize("shape", range(len(SHAPES)))
+@pytest.mark.parametrize("user, password, source", [
+    ("12345101", "secret-one", PHONE),  # right
+    ("12345101r", "secret-one", ("203.0.113.9", 40000)),  # the remote endpoint, behind NAT
+    ("12345101", "wrong", PHONE),  # a failure
+    ("12345777", "nope", PHONE),  # an unknown user
+])
+def test_one_pass_reading_answers_as_the_full_parser(monkeypatch, shape, user, password,
+                                                     source):
+    full, fast = make_core(), make_core()
+    for core in (full, fast):  # the same nonces in both
+        counter = itertools.count()
+        core.nonces._random = lambda counter=counter: next(counter).to_bytes(8, "big")
+    read = sipedge.core.read_request_view
+    seen = []
+
+    def exchange(data, now):
+        monkeypatch.setattr(sipedge.core, "read_request_view", lambda data: None)
+        expected = full.receive(data, transport="udp", source=source, now=now)
+        monkeypatch.setattr(sipedge.core, "read_request_view",
+                            lambda data: seen.append(read(data)) or seen[-1])
+        got = fast.receive(data, transport="udp", source=source, now=now)
+        assert got == expected
+        assert fast.drain_events(10) == full.drain_events(10)
+        return got[0].data.decode()
+
+    shape, one_pass = SHAPES[shape]
+    first = shaped(register(user, branch="z9hG4bKq1", source=source), shape)
+    challenge = exchange(first, T0)
+    auth = digest(user, password, challenge)
+    second = shaped(register(user, branch="z9hG4bKq2", cseq=2, auth=auth, source=source),
+                    shape)
+    exchange(second, T0 + 1)
+    exchange(second, T0 + 2)  # a retransmission
+    assert len(seen) == 3
+    # Each shape takes the way it is meant to (else this test would prove nothing).
+    assert (None not in seen) if one_pass else (seen == [None] * 3)
