@@ -119,9 +119,13 @@ def _tenant_key(obj):
 class Kind:
     """One kind of object the edges know: how to load a batch, its key and its payload."""
 
-    def __init__(self, name, model, options, payload, key, tenant_id=lambda o: o.tenant_id):
+    def __init__(self, name, model, options, payload, key, tenant_id=lambda o: o.tenant_id,
+                 as_written=False):
         self.name, self.model, self.options, self.payload = name, model, options, payload
         self.key, self.tenant_id = key, tenant_id
+        # The payload reads only columns the service sets itself: the objects as written
+        # need no reading again (a ban is written in the transaction that decides it).
+        self.as_written = as_written
 
     def load(self, session, ids):
         stmt = (
@@ -163,7 +167,8 @@ KINDS = {
         # A reload asks every edge to re-read one tenant (GET the tenant's snapshot).
         Kind("reload", Tenant, [], lambda t: {"trunk_number": t.trunk_number},
              key=lambda t: t.trunk_number, tenant_id=lambda t: t.id),
-        Kind("ban", Ban, [], ban_payload, key=ban_key, tenant_id=lambda b: None),
+        Kind("ban", Ban, [], ban_payload, key=ban_key, tenant_id=lambda b: None,
+             as_written=True),
         Kind("ban_policy", BanPolicy, [], ban_policy_payload, key=lambda p: "platform",
              tenant_id=lambda p: None),
         Kind("trusted_network", TrustedNetwork, [joinedload(TrustedNetwork.tenant)],

@@ -51,10 +51,12 @@ def _write_pending(session):
             rows.append({"tenant_id": tenant_id, "kind": kind, "key": target, "op": "delete",
                          "payload": None})
         else:
-            upserts.setdefault(kind, []).append(target.id)
-    for kind, ids in upserts.items():
+            upserts.setdefault(kind, []).append(target)
+    for kind, objects in upserts.items():
         spec = KINDS[kind]
-        for obj in spec.load(session, ids):
+        if not spec.as_written:
+            objects = spec.load(session, [obj.id for obj in objects])
+        for obj in objects:
             rows.append({"tenant_id": spec.tenant_id(obj), "kind": kind, "key": spec.key(obj),
                          "op": "upsert", "payload": spec.payload(obj)})
     if not rows:

@@ -3,7 +3,8 @@
 import datetime as dt
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import joinedload
 
 from .. import crypto, outbox
@@ -104,26 +105,45 @@ def ingest_events(session, edge, *, batch_id, events, now=None):
         names.append(f"events.{index}")
     with bans.one_batch_at_a_time(session):
         decided = bans.decide_auth_events(session, auth, names=names)
-        if session.get(EdgeBatch, (edge_id, batch_id)) is not None:
+        # One statement: a batch id already there (sent again, or twice at once) inserts
+        # nothing, and the batch is acknowledged without being applied again.
+        if not _first_time(session, edge_id, batch_id, now):
+            session.rollback()
             return {"duplicate": True, "applied": 0, "ignored": len(events)}
-        try:
-            with session.begin_nested():
-                session.add(EdgeBatch(edge_id=edge_id, batch_id=batch_id, received_at=now))
-                session.flush()
-        except IntegrityError:  # the same batch arrived twice at once; the other one wins
-            return {"duplicate": True, "applied": 0, "ignored": len(events)}
-        edge = session.get(Edge, edge_id)
+        writer = _EdgeOf(session, edge_id, now)
         ignored = []
         for index, event in enumerate(events):
             handler = _HANDLERS.get(event["type"])
-            outcome = handler(session, edge, event) if handler is not None else None
+            outcome = handler(session, writer, event) if handler is not None else None
             if outcome is not None:
                 ignored.append({"index": index, "reason": outcome})
         bans.write_auth_events(session, decided, withdrawn=[
             registered[entry["index"]] for entry in ignored if entry["index"] in registered])
-        edge.last_seen_at = max(edge.last_seen_at or now, now)
         commit(session)
     return {"duplicate": False, "applied": len(events) - len(ignored), "ignored": ignored}
+
+
+def _first_time(session, edge_id, batch_id, now):
+    """Record a batch id; False when it was recorded already."""
+    values = {"edge_id": edge_id, "batch_id": batch_id, "received_at": now}
+    insert_ = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    stmt = insert_(EdgeBatch).values(values).on_conflict_do_nothing().returning(
+        EdgeBatch.batch_id)
+    return session.execute(stmt).first() is not None
+
+
+class _EdgeOf:
+    """The edge a batch comes from, for the handlers: its id at once, its row (for a
+    heartbeat) only when asked, so that a batch of failures does not read it again."""
+
+    def __init__(self, session, edge_id, now):
+        self.id, self.now, self._session, self._row = edge_id, now, session, None
+
+    @property
+    def row(self):
+        if self._row is None:
+            self._row = self._session.get(Edge, self.id)
+        return self._row
 
 
 def _failure(edge_name, event):
@@ -191,9 +211,13 @@ def _ring_mode(session, edge, event):
 
 
 def _heartbeat(session, edge, event):
-    edge.applied_version = max(edge.applied_version, event["applied_version"])
+    row = edge.row
+    row.applied_version = max(row.applied_version, event["applied_version"])
     if event.get("addresses") is not None:
-        edge.addresses = sorted(set(event["addresses"]))
+        row.addresses = sorted(set(event["addresses"]))
+    # Every request of the edge records when it was last seen (authenticate_edge, to a few
+    # seconds); a heartbeat records it exactly.
+    row.last_seen_at = max(row.last_seen_at or edge.now, edge.now)
 
 
 _AUTH_EVENTS = {"auth_failure": _failure, "auth_success": _success}

@@ -5,7 +5,7 @@ import threading
 from sqlalchemy import func, select
 
 from tenants.errors import Conflict
-from tenants.models import AgentLogin, QueueAgent, Tenant
+from tenants.models import AgentLogin, QueueAgent, Tenant, utcnow
 from tenants.services import extensions, queues, tenants
 
 from .conftest import ROOT
@@ -114,3 +114,24 @@ def test_many_rounds_of_racing_logins_never_log_both_in(session_factory, session
         assert session.scalars(select(AgentLogin)).all() == []
         # On SQLite every transaction takes the write lock (BEGIN IMMEDIATE): end this one.
         session.rollback()
+
+
+def test_a_batch_sent_twice_at_once_is_applied_once(session_factory, session):
+    # An edge that timed out resends its batch while the first copy is still being applied.
+    from tenants.models import FailureWindow
+    from tenants.services import edges
+
+    edge, _token = edges.enroll_edge(session, ROOT, name="edge-1")
+    failure = {"type": "auth_failure", "address": "192.0.2.7", "user_id": "12345101",
+               "reason": "wrong_password", "at": utcnow()}
+    barrier = threading.Barrier(2, timeout=20)
+
+    def ingest(s):
+        barrier.wait()
+        return edges.ingest_events(s, s.get(type(edge), edge.id), batch_id="b1",
+                                   events=[failure, failure])
+
+    results = run_concurrently(session_factory, [ingest, ingest])
+    assert sorted(r["duplicate"] for r in results) == [False, True], results
+    session.expire_all()
+    assert session.get(FailureWindow, "192.0.2.7").failures == 2
