@@ -986,36 +986,44 @@ def _parse_head(section: bytes) -> tuple[str, Headers]:
     and a line starting with SP or HTAB continues the previous field (the line break and
     the leading whitespace count as one SP).
     """
-    # The head nearly every message has: CRLF line ends only, no folding, well under the
-    # limits, every name a usual spelling right before its colon. Read in one pass;
-    # anything else (including every error) goes to the full reading below.
+    usual = _usual_head(section)
+    if usual is not None:
+        start_line, fields, index = usual
+        headers = Headers._trusted(fields)
+        object.__setattr__(headers, "_lookup", index)
+        return start_line, headers
+    return _parse_head_in_full(section)
+
+
+def _usual_head(section: bytes) -> tuple[str, list, dict] | None:
+    """(start line, fields, their index by lower-cased name) of the head nearly every
+    message has, read in one pass: CRLF line ends only, no folding, well under the limits,
+    every name a usual spelling right before its colon. None for anything else (including
+    every error), which the full reading takes."""
     text = section.decode("utf-8", "surrogateescape")
     lines = text.split("\r\n")
     breaks = len(lines) - 1
     # As many LF and CR as CRLF: no bare one. A folded line starts with SP or HTAB, which
     # no usual spelling does, so it ends the shortcut below.
-    if (len(section) <= MAX_LINE_LENGTH and breaks <= MAX_HEADERS
-            and text.count("\n") == breaks and text.count("\r") == breaks):
-        fields: list[tuple[str, str]] = []
-        index: dict[str, list[str]] = {}
-        spellings = _SPELLING_KEYS
-        for line in lines[1:]:
-            name, colon, value = line.partition(":")
-            known = spellings.get(name)
-            if known is None or not colon:
-                break
-            value = value.strip(" \t")
-            fields.append((known[0], value))
-            values = index.get(known[1])
-            if values is None:
-                index[known[1]] = [value]
-            else:
-                values.append(value)
+    if (len(section) > MAX_LINE_LENGTH or breaks > MAX_HEADERS
+            or text.count("\n") != breaks or text.count("\r") != breaks):
+        return None
+    fields: list[tuple[str, str]] = []
+    index: dict[str, list[str]] = {}
+    spellings = _SPELLING_KEYS
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        known = spellings.get(name)
+        if known is None or not colon:
+            return None
+        value = value.strip(" \t")
+        fields.append((known[0], value))
+        values = index.get(known[1])
+        if values is None:
+            index[known[1]] = [value]
         else:
-            headers = Headers._trusted(fields)
-            object.__setattr__(headers, "_lookup", index)
-            return lines[0], headers
-    return _parse_head_in_full(section)
+            values.append(value)
+    return lines[0], fields, index
 
 
 def _parse_head_in_full(section: bytes) -> tuple[str, Headers]:
@@ -1455,32 +1463,18 @@ def read_request_view(data: bytes) -> RequestView | None:
     every error included, is left to ``parse_message``.
     """
     end = data.find(b"\r\n\r\n")
-    if end <= 0 or end > MAX_LINE_LENGTH or data[0] in b"\r\n" or len(data) > MAX_MESSAGE_SIZE:
+    if end <= 0 or data[0] in b"\r\n" or len(data) > MAX_MESSAGE_SIZE:
         return None
-    text = data[:end].decode("utf-8", "surrogateescape")
-    lines = text.split("\r\n")
-    breaks = len(lines) - 1
-    if breaks > MAX_HEADERS or text.count("\n") != breaks or text.count("\r") != breaks:
+    usual = _usual_head(data[:end])
+    if usual is None:
         return None
-    start = _REQUEST_LINE_RE.fullmatch(lines[0])
+    start_line, _, index = usual
+    start = _REQUEST_LINE_RE.fullmatch(start_line)
     if start is None:
         return None
     method, uri, version = start.groups()
     if version != "SIP/2.0":
         return None
-    index: dict[str, list[str]] = {}
-    spellings = _LOOKUP_KEYS
-    for line in lines[1:]:
-        name, colon, value = line.partition(":")
-        key = spellings.get(name)
-        if key is None or not colon:
-            return None
-        value = value.strip(" \t")
-        values = index.get(key)
-        if values is None:
-            index[key] = [value]
-        else:
-            values.append(value)
     try:
         [via], [sender], [to], [call_id], [cseq] = (
             index["via"], index["from"], index["to"], index["call-id"], index["cseq"])
