@@ -1480,65 +1480,69 @@ def bans_text(bans):
 
 
 FINDINGS = """
-What the runs of 2026-12-02 17:03 and 17:20 UTC say (this AMD EPYC machine, both at the
-issue's size; the table above is the second, at commit 9f440dc; the first ran at 289a719
-with the change of 9f440dc, which edges on 127.0.0.1 do not use, in the work tree). The
-run of 00:10 UTC on an Intel Xeon machine, quoted below for comparison, was at 03a807a;
-the edge's hot path has not changed since.
+What the runs of 2026-12-06 say (this AMD EPYC machine, 2 CPUs, at the issue's size; the
+table above is the run of 21:37 UTC at commit 8542690; two runs before it, at 20:28 and
+21:21 UTC, had the same edge code but for small changes not on its hot path). Earlier
+figures (stop 10, 2026-12-02, at 9f440dc) are quoted for comparison.
 
-- **Registrations per second: the target is NOT met.** One edge process held 1,682
-  authenticated registrations a second alone and 1,414 connected (first run: 1,414 and
-  1,682); Kamailio with one UDP child held 5,188/s (first run: 7,336/s), so the edge does
-  19 to 32 % of Kamailio's rate. On the Intel machine it was 3,363 against at least
-  16,000/s (at most 21 %). The ratio holds from machine to machine; the CPU per
-  registration does not: here Kamailio spends 116 to 122 µs (33 µs there) and the edge 590
-  to 690 µs (250 to 300 µs there). Half of Kamailio's rate would leave the edge about
-  2.4 times less CPU per registration than it spends.
-- **Where the edge's CPU goes** (py-spy sampling the edge process under SIPp at
-  1,200/s, control plane stopped): `core.receive` about half, sendto 16 % (on loopback
-  the sender's system call also delivers to the receiver), the event loop and epoll about
-  20 %, recvfrom 3 %. Within `core.receive` (cProfile in the edge process): parsing a
-  third (the head, the mandatory headers' grammars, the Request-URI), the REGISTER
-  handling the rest, spread over the digest's parsing and nonce check, the nonce issue,
-  the registrar, the events and building each response; no single part is more than a
-  tenth. Measured in process with `core.receive` alone, a registration costs 350 to
-  470 µs here (about 125 µs for the 401, 230 µs for the 200). Note for whoever measures
-  next: a loop that sends the same branches again gets the answers kept for
-  retransmissions, about half the price.
-- **Tried this time, not adopted:** uvloop as the event loop (taking turns with asyncio at
-  1,200/s: 701 and 716 µs per registration against 688 and 702, no gain: the shell reads
-  the UDP socket itself, so the loop is not where the time goes); the garbage collector
-  switched off (711 and 723 µs against 716 and 711: the collector is not the cost). Earlier:
-  mypyc (1.13 times fewer instructions in `core.receive` untyped, 1.55 times typed; the
-  event loop and system calls stay), PyPy 7.3.11 (Python 3.9 only; 105 to 200 µs against
-  235 µs per registration in process, bimodal). What made the edge 5 to 6 times faster
-  in earlier sessions: each mandatory header parsed once and kept on the message
-  (`Parts`), the usual shapes of a head, a URI, a name-addr and a Via read by one regex
-  match each (property tests check every shortcut against the full grammar), the digest's
-  parameters by possessive regexes, the nonce HMAC by one C call, the shell reading up to
-  64 datagrams per wake-up, answers kept as tuples the garbage collector stops scanning.
-  What is left is spread thin: no design of one CPython process in reach halves it.
-  Several edge processes sharing the port (SO_REUSEPORT) would, but the target's "one
-  edge process" excludes them: a decision for the team. Left open.
-- **Memory: 917 B per binding, under the 1 KB target** (strings 380 B: user ID, contact,
-  Call-ID, User-Agent, source address; dicts 261 B; tuples 120 B; the `Binding` 96 B).
-  The process grew by 1.8 KB per binding with the bounded caches full: 50,000 answers kept
-  for retransmissions (53 MiB) and up to 100,000 nonce-counts. Registering 100,000 phones
-  through `core.receive` took 65 s here (29 s on the Intel machine).
-- **Deciding failure → dropped on all 3 edges: NOT under 100 ms here.** p99 (the largest
-  of 20 trials) 117.6 ms on SQLite and 245.2 ms on PostgreSQL (first run: 104.2 and
-  140.8 ms); p50 56 and 76 ms. On the Intel machine: 40 and 83 ms, under the target on
-  both. Most of it is the deciding batch's POST: 38 ms p50 on SQLite, 57 ms on
-  PostgreSQL, from the deciding 403 to edge 1's batch answered; then 10 to 17 ms p50 to
-  the other edges through the feed. Measured apart, a POST of one failure from a Python
-  client takes 14 to 20 ms p50 here (on SQLite), its time spread over the ORM's
-  statements and commit, the edge's token check (12 %) and the ban policy's read (7 %);
-  during the trials the probes themselves (OPTIONS every 2 ms to each edge, answered by
-  two of them) and the edges share the two CPUs with the control plane. The edge sends a
-  quick burst of failures in one batch: its UDP loop answers up to 64 datagrams before the
-  link's task runs, so the five failures of a trial, 4 ms apart at most, go in one POST.
-  Not fixed in this session: halving the POST's cost means leaving the ORM on the events
-  path.
+- **Registrations per second: the target is NOT met.** One edge process held 2,378
+  authenticated registrations a second alone and 2,593 connected; Kamailio with one UDP
+  child held 7,336/s: the edge does 32 to 35 % of Kamailio's rate (the 20:28 run: 2,828
+  alone, 3,363 connected against 8,000, 35 to 42 %; the 21:21 run: 2,181 against 8,000,
+  27 %). On 2026-12-02 it was 1,414 to 1,682/s against 5,188 and 7,336 (19 to 32 %).
+  This machine's speed moves by a third within an hour (Kamailio's own CPU per
+  registration was 90 µs at 20:28, 111 µs at 21:21, 109 to 117 µs at 21:37), so only
+  figures of one run compare. At 2,000/s, in this run, the edge spent 394 to 424 µs of
+  CPU per registration, Kamailio 139 µs.
+- **What changed in the edge** (commits 21b2cbc, ea6eba4, 0cf4d19): the usual request is
+  read in one pass into a `RequestView` (one decode and split, one dict of the fields, a
+  regex match for each of the Request-URI, Via, From, To and their URIs, the URIs
+  memoised), anything else by the full parser, and the core answers from the view;
+  responses are written from the fields they copy of the request, made once per message,
+  plus the core's own, without a `Response` object; the digest's credentials are read by
+  two regex calls; the nonce's base64 goes through binascii; the challenge texts, the
+  User-Agent's algorithms, the Request-URI host's verdict and each Contact are looked up
+  once; bindings and credentials are dataclasses whose `__init__` is 5 times cheaper (not
+  frozen). Replaying recorded SIPp-shaped conversations through `core.receive` (2,000
+  users, callgrind): 1,172k instructions per registration before, 736k after; in wall
+  time here 320 to 400 µs before, 185 to 200 µs after. Property tests check that the
+  one-pass reading gives what the full parser gives, and that conversations through
+  either give the same bytes and events.
+- **Why one CPython process stays under half of Kamailio here.** In the running edge the
+  same core costs 330 to 350 µs a registration, not 190: the edge process with its core
+  replaced by a trivial responder (copy Via, From, To, Call-ID, CSeq; no checks) spends
+  80 to 88 µs a registration under SIPp at 2,000/s, the real one 409 to 433 µs in the
+  runs that followed. The core's interpreted work is 1.7 to 1.8 times slower between
+  system calls and SIPp than in a tight loop (caches; pinning the edge and SIPp to
+  separate CPUs changed nothing). Half of Kamailio's 7,336/s would allow about 270 µs a
+  registration in all, about 190 µs for the core live, about 110 µs in a tight loop. A
+  prototype that does only what a registration needs, inline, with the project's nonce
+  manager and registrar (no fallback parser, no statistics, no index of sources) took
+  525k instructions, 141 µs in a tight loop: still above that. Compiling the edge's
+  modules with Cython as they are took 1.17 times fewer instructions (616k against 720k)
+  and was not adopted (a build step and stale extension modules beside their sources, for
+  a sixth); mypyc earlier gave 1.13 untyped, 1.55 typed. Several edge processes on one
+  port (SO_REUSEPORT) would reach the target; "one edge process" excludes it: a decision
+  for the team. Left open.
+- **Memory: 917 B per binding, under the 1 KB target** (unchanged: the `Binding` keeps
+  its slots). Registering 100,000 phones through `core.receive` took 56 s here, beside
+  the control plane being set up (65 s on 2026-12-02).
+- **Deciding failure → dropped on all 3 edges: under 100 ms on SQLite in this run, not
+  on PostgreSQL.** p99 (the largest of 20 trials) 93.0 ms on SQLite and 108.2 ms on
+  PostgreSQL, p50 44.9 and 61.9 ms (the 21:21 run: 81.5 and 109.8 ms; 2026-12-02: 117.6
+  and 245.2 ms). From the deciding 403 to edge 1's batch answered: 35 ms p50 on SQLite,
+  43 ms on PostgreSQL; then 7 and 12 ms p50 to the other edges through the feed. The
+  intake of a deciding batch of 5 failures now runs 16 statements instead of 22 (the
+  batch id by one INSERT ... ON CONFLICT DO NOTHING, no second read of the edge's row nor
+  rewrite of its last contact, the ban's outbox entry from the Ban as written): 22.1M to
+  18.5M instructions in process. The POST still takes 15 to 20 ms under the trials' load
+  (12 ms in process, idle), spread over the ORM's statements and commit; a failure's
+  batches of one source wait for each other at the database, and the five failures of a
+  trial go in two or three batches (the link sends failures at once, beside a batch on
+  its way). Sending none beside (so fewer, larger batches) measured the same within the
+  noise of these runs (p50 47 to 57 ms either way). Not done: the intake without the ORM,
+  and a cache of the ban policy and protected networks (four reads a batch) that every
+  worker would have to drop on a change.
 """
 
 
