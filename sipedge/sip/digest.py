@@ -11,13 +11,14 @@ How the edge core is meant to use it for a REGISTER for SIP user ID ``uid``:
 2. ``creds = parse_credentials(value)``; a DigestError is a malformed request.
 3. ``creds.username`` must be ``uid`` and ``creds.realm`` the edge's realm (issue 5 item 2);
    the nonce is bound to the realm, the HA1 to both, but only the caller knows ``uid``.
-4. ``status = nonces.check(creds.nonce, now, realm)``; "invalid" gets a fresh challenge.
+4. ``status, issued_at = nonces.verify(creds.nonce, now, realm)``; "invalid" gets a fresh
+   challenge.
 5. ``verify(creds, identity.ha1 if identity else None, method)``, for unknown and known
    user IDs alike, so both take the same path and get the same answer.
 6. A wrong response is an authentication failure. A right one on a "stale" nonce gets a
    fresh challenge with ``stale=True`` (RFC 7616 §3.3 sets stale only when the digest
    itself was valid).
-7. Only then ``counts.accept(creds.nonce, creds.nc)``: a refusal is a replay. Counting after
+7. Only then ``counts.accept(creds.nonce, creds.nc, issued_at)``: a refusal is a replay. Counting after
    verifying means that someone without the password cannot push a nonce's count up and
    lock the phone out of its own nonce.
 """
@@ -127,11 +128,6 @@ class NonceManager:
             self._pool, at = os.urandom(_RANDOM_BYTES * 512), 0
         self._pool_at = at + _RANDOM_BYTES
         return self._pool[at:at + _RANDOM_BYTES]
-
-    @staticmethod
-    def issued_at(nonce: str) -> float:
-        """When a nonce that checked "valid" or "stale" was issued (seconds)."""
-        return int.from_bytes(_b64decode(nonce)[:_TIMESTAMP_BYTES], "big") / 1000
 
     def check(self, nonce: str, now: float, realm: str, *, bound: str = "") -> NonceStatus:
         return self.verify(nonce, now, realm, bound=bound)[0]
