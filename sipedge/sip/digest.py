@@ -18,9 +18,9 @@ How the edge core is meant to use it for a REGISTER for SIP user ID ``uid``:
 6. A wrong response is an authentication failure. A right one on a "stale" nonce gets a
    fresh challenge with ``stale=True`` (RFC 7616 §3.3 sets stale only when the digest
    itself was valid).
-7. Only then ``counts.accept(creds.nonce, creds.nc, issued_at)``: a refusal is a replay. Counting after
-   verifying means that someone without the password cannot push a nonce's count up and
-   lock the phone out of its own nonce.
+7. Only then ``counts.accept(creds.nonce, creds.nc, issued_at)``: a refusal is a replay.
+   Counting after verifying means that someone without the password cannot push a nonce's
+   count up and lock the phone out of its own nonce.
 """
 
 import binascii
