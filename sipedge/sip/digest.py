@@ -262,6 +262,14 @@ _PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
 # _PARAM.findall then takes apart: the same spans, as each is matched deterministically).
 _PARAM_TEXT = rf"[ \t]*{_TOKEN}[ \t]*=[ \t]*(?:{_TOKEN}|{_QUOTED})[ \t]*"
 _WHOLE = re.compile(rf"[ \t]*({_TOKEN})[ \t]+({_PARAM_TEXT}(?:,{_PARAM_TEXT})*)")
+# The same for a value without quoted-pairs (every phone's): findall then gives each value
+# without its quotes, a quoted one in the second group, a token in the third.
+_PLAIN_QUOTED = r'"([^\x00-\x08\x0a-\x1f"\\\x7f]*+)"'
+_PLAIN_PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*(?:{_PLAIN_QUOTED}|({_TOKEN}))[ \t]*")
+_PLAIN_PARAM_TEXT = (rf'[ \t]*{_TOKEN}[ \t]*=[ \t]*'
+                     rf'(?:"[^\x00-\x08\x0a-\x1f"\\\x7f]*+"|{_TOKEN})[ \t]*')
+_PLAIN_WHOLE = re.compile(
+    rf"[ \t]*({_TOKEN})[ \t]+({_PLAIN_PARAM_TEXT}(?:,{_PLAIN_PARAM_TEXT})*)")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
 _HEX = re.compile(r"[0-9a-fA-F]+")
 _NC = re.compile(r"[0-9a-f]{8}")  # RFC 7616 §3.4: nc-value = 8LHEX
@@ -282,6 +290,12 @@ def _split_auth_value(value):
             raise DigestError("header value is not valid text") from None
         if size > MAX_HEADER_BYTES:
             raise DigestError("header value too long")
+    plain = _PLAIN_WHOLE.fullmatch(value)
+    if plain is not None:
+        found = _PLAIN_PARAM.findall(plain.group(2))
+        params = {name.lower(): quoted or token for name, quoted, token in found}
+        if len(params) == len(found):  # else a duplicate: the loop below names it
+            return plain.group(1), params
     whole = _WHOLE.fullmatch(value)
     if whole is not None:
         pairs = _PARAM.findall(whole.group(2))
@@ -292,6 +306,12 @@ def _split_auth_value(value):
                     raw = raw[1:-1]
                     params[name] = _QUOTED_PAIR.sub(r"\1", raw) if "\\" in raw else raw
             return whole.group(1), params
+    return _split_stepwise(value)
+
+
+def _split_stepwise(value):
+    """_split_auth_value one parameter at a time: what the two shortcuts read in one
+    match each, and the error of anything else (tests compare the three)."""
     match = _SCHEME.match(value)
     if not match:
         raise DigestError("no authentication scheme")

@@ -443,3 +443,19 @@ def credentials_and_header(draw):
 def test_parse_credentials_round_trips_formatted_header(case):
     credentials, header = case
     assert parse_credentials(header) == credentials
+
+
+def _split_or_error(split, text):
+    try:
+        return split(text)
+    except DigestError:
+        return DigestError
+
+
+@given(st.lists(st.sampled_from(WIRE_PIECES), max_size=40).map("".join)
+       | credentials_and_header().map(lambda case: case[1]))
+def test_the_one_match_shortcuts_read_what_the_stepwise_reading_reads(text):
+    # _split_auth_value reads a value without quoted-pairs, then any well-formed value, in
+    # one match each, and leaves the rest (every error included) to _split_stepwise.
+    assert _split_or_error(digest._split_auth_value, text) == \
+        _split_or_error(digest._split_stepwise, text)
