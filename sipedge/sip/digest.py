@@ -103,7 +103,7 @@ class NonceManager:
             raise ValueError("lifetime must be a positive number of seconds")
         if not (math.isfinite(skew) and skew >= 0):
             raise ValueError("skew must be a non-negative number of seconds")
-        self._keys = [bytes(k) for k in keys]
+        self._keys = [_HmacSha256(bytes(k)) for k in keys]
         self.lifetime = float(lifetime)
         # Edges' clocks differ a little; a nonce issued by an edge slightly ahead is not
         # forged, but one far in the future would outlive its lifetime, so it is stale.
@@ -165,8 +165,33 @@ class NonceManager:
 
     @staticmethod
     def _tag(key, body, realm):
-        message = _NONCE_LABEL + body + realm.encode("utf-8")
-        return hmac.digest(key, message, "sha256")[:_TAG_BYTES]  # one C call
+        return key.digest(_NONCE_LABEL + body + realm.encode("utf-8"))[:_TAG_BYTES]
+
+
+class _HmacSha256:
+    """HMAC-SHA256 under one key (RFC 2104), its padded key hashed once: each tag then
+    costs two copies of those states instead of hmac.digest's setup of the key, which took
+    more than twice as long (tests compare it with hmac.digest)."""
+
+    __slots__ = ("_inner", "_outer")
+
+    def __init__(self, key: bytes):
+        if len(key) > 64:  # the block size of SHA-256
+            key = hashlib.sha256(key).digest()
+        key = key.ljust(64, b"\x00")
+        self._inner = hashlib.sha256(key.translate(_IPAD))
+        self._outer = hashlib.sha256(key.translate(_OPAD))
+
+    def digest(self, message: bytes) -> bytes:
+        inner = self._inner.copy()
+        inner.update(message)
+        outer = self._outer.copy()
+        outer.update(inner.digest())
+        return outer.digest()
+
+
+_IPAD = bytes(x ^ 0x36 for x in range(256))  # translate tables: each key byte XOR the pad
+_OPAD = bytes(x ^ 0x5C for x in range(256))
 
 
 def _scope(realm, bound):

@@ -1,7 +1,8 @@
+import hmac
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from sipedge.sip import digest
@@ -459,3 +460,11 @@ def test_the_one_match_shortcuts_read_what_the_stepwise_reading_reads(text):
     # one match each, and leaves the rest (every error included) to _split_stepwise.
     assert _split_or_error(digest._split_auth_value, text) == \
         _split_or_error(digest._split_stepwise, text)
+
+
+@given(st.binary(min_size=1, max_size=200), st.binary(max_size=300))
+@example(b"k" * 64, b"m")  # the block size, and one byte more
+@example(b"k" * 65, b"m")
+def test_the_nonce_tag_is_hmac_sha256(key, message):
+    # Keys longer than SHA-256's block are hashed first, as RFC 2104 says.
+    assert digest._HmacSha256(key).digest(message) == hmac.digest(key, message, "sha256")
