@@ -7,7 +7,8 @@
     .venv/bin/python bench/sip_bench.py --phases bans --render-bans   # section 3 alone
     # the rates searched again, then the section of a full run with that one beside it:
     .venv/bin/python bench/sip_bench.py --phases rates --kamailio-children 1 --json again.json
-    .venv/bin/python bench/sip_bench.py --render-json full.json --repeat-json again.json --write-docs
+    .venv/bin/python bench/sip_bench.py --render-json full.json --repeat-json again.json \
+        --write-docs
 
 Setup: a scratch SQLite database migrated by `controlplane db upgrade`, a platform key from
 `controlplane api-key create`, `controlplane serve` (gunicorn, deploy/gunicorn.conf.py) on a

@@ -280,7 +280,8 @@ class Credentials:
 _TOKEN = r"[A-Za-z0-9\-.!%*_+`'~]+"
 # qdtext is every character but controls (HTAB allowed), DQUOTE and backslash; runs of it
 # are matched possessively (one step per run, not per character).
-_QUOTED = r'"(?:[^\x00-\x08\x0a-\x1f"\\\x7f]++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
+_QDTEXT = r'[^\x00-\x08\x0a-\x1f"\\\x7f]'
+_QUOTED = rf'"(?:{_QDTEXT}++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})[ \t]+")
 _PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
 # A whole value in one match, for the usual case: the scheme, then the parameters (which
@@ -289,10 +290,8 @@ _PARAM_TEXT = rf"[ \t]*{_TOKEN}[ \t]*=[ \t]*(?:{_TOKEN}|{_QUOTED})[ \t]*"
 _WHOLE = re.compile(rf"[ \t]*({_TOKEN})[ \t]+({_PARAM_TEXT}(?:,{_PARAM_TEXT})*)")
 # The same for a value without quoted-pairs (every phone's): findall then gives each value
 # without its quotes, a quoted one in the second group, a token in the third.
-_PLAIN_QUOTED = r'"([^\x00-\x08\x0a-\x1f"\\\x7f]*+)"'
-_PLAIN_PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*(?:{_PLAIN_QUOTED}|({_TOKEN}))[ \t]*")
-_PLAIN_PARAM_TEXT = (rf'[ \t]*{_TOKEN}[ \t]*=[ \t]*'
-                     rf'(?:"[^\x00-\x08\x0a-\x1f"\\\x7f]*+"|{_TOKEN})[ \t]*')
+_PLAIN_PARAM = re.compile(rf'[ \t]*({_TOKEN})[ \t]*=[ \t]*(?:"({_QDTEXT}*+)"|({_TOKEN}))[ \t]*')
+_PLAIN_PARAM_TEXT = rf'[ \t]*{_TOKEN}[ \t]*=[ \t]*(?:"{_QDTEXT}*+"|{_TOKEN})[ \t]*'
 _PLAIN_WHOLE = re.compile(
     rf"[ \t]*({_TOKEN})[ \t]+({_PLAIN_PARAM_TEXT}(?:,{_PLAIN_PARAM_TEXT})*)")
 _QUOTED_PAIR = re.compile(r"\\(.)", re.DOTALL)
