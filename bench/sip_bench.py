@@ -1556,9 +1556,10 @@ UTC at commit 03a0162; a second run of the rates alone followed at 23:50.
   reading the request (about 9 µs a message), the credentials (5), nonces (3 to 4 each
   way), the registrar and the two events of a registration (together about 10).
 - **Tried and not kept.** Garbage collector thresholds of 50,000/50/100, or no collection
-  at all: in process the collector took 3.5 µs a registration at the default thresholds
-  and 2.4 at those; live, 107 to 109 against 112 to 114 µs at 9,514/s in two runs each,
-  within this machine's noise. Not adopted on that evidence. Building the head's field
+  at all: in process the collector took 2.2 to 3.5 µs a registration at the default
+  thresholds and 2.5 to 2.8 at those (three replays each); live, 107 to 109 against 112
+  to 114 µs at 9,514/s in two runs each, within this machine's noise. Not adopted on that
+  evidence. Building the head's field
   list only for the full parser: no measurable change.
 - **Memory: 917 B per binding, under the 1 KB target** (unchanged); 100,000 phones
   registered through `core.receive` in 15 s.
