@@ -49,11 +49,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import requests  # noqa: E402
 from sqlalchemy import create_engine, event, insert, select, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+from benchlib import percentile, write_section  # noqa: E402
 from tenants import crypto  # noqa: E402
 from tenants.models import (  # noqa: E402
     ClassOfService, Extension, GroupSubscription, RingGroup, RingMode, Tenant, TenantTrunk,
@@ -315,14 +317,6 @@ def extension_row(platform, tenant, carrier_id, number, offset, now):
 
 
 # --- Measuring ------------------------------------------------------------------------------
-
-
-def percentile(sorted_values, p):
-    """Nearest-rank percentile of an already sorted list."""
-    if not sorted_values:
-        return math.nan
-    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
 
 
 @dataclass
@@ -954,21 +948,6 @@ beside which a scratch database is created and dropped; `--postgres-url` for ano
 {SECTION_END}"""
 
 
-def write_docs(section, path=DOCS):
-    if path.exists():
-        current = path.read_text()
-    else:
-        current = ("# Benchmarks\n\nFigures from the scripts in `bench/`; each script rewrites "
-                   "its own section.\n\n")
-    if SECTION_START in current and SECTION_END in current:
-        before, rest = current.split(SECTION_START, 1)
-        _, after = rest.split(SECTION_END, 1)
-        current = before + section + after
-    else:
-        current = current.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(current)
-
-
 # --- Main -------------------------------------------------------------------------------------
 
 
@@ -1030,7 +1009,8 @@ def main(argv=None):
     if failures:
         print(f"First failed creates: {failures}")
     if args.write_docs:
-        write_docs(docs_section(all_results, size, facts, args, started_at))
+        write_section(docs_section(all_results, size, facts, args, started_at) + "\n",
+                      SECTION_START, SECTION_END, DOCS)
         print(f"\nwrote {DOCS.relative_to(ROOT)}")
     return 0
 

@@ -46,7 +46,6 @@ import platform as pyplatform
 import pstats
 import queue
 import random
-import re
 import sqlite3
 import sys
 import tempfile
@@ -60,11 +59,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 from sqlalchemy.exc import DBAPIError  # noqa: E402
 
+from benchlib import percentile, write_section  # noqa: E402
 from controlplane.database import upgrade  # noqa: E402
 from tenants.crypto import SecretBox  # noqa: E402
 from tenants.db import make_engine, make_sessionmaker  # noqa: E402
@@ -148,13 +149,6 @@ class CpuMeter:
         busy, total = machine_cpu()
         return {"bench": time.process_time() - self.process + writer_processes,
                 "machine": busy - self.busy, "available": total - self.total}
-
-
-def percentile(values, p):
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered) + 0.5) - 1))]
 
 
 def ms(seconds):
@@ -1011,17 +1005,6 @@ FINDINGS = """
 """
 
 
-def write_section(text_):
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    current = DOC.read_text() if DOC.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(current):
-        updated = pattern.sub(lambda _m: text_, current, count=1)
-    else:
-        updated = current.rstrip("\n") + "\n\n" + text_
-    DOC.write_text(updated)
-
-
 def print_profile(results, names):
     for name in names:
         profile = results[name].get("threads", {}).get("profile")
@@ -1089,7 +1072,7 @@ def main(argv=None):
     print(text_)
     print_profile(results, names)
     if not args.no_doc:
-        write_section(text_)
+        write_section(text_, BEGIN, END, DOC)
         log(f"wrote the {BEGIN} section of {DOC.relative_to(ROOT)}")
 
 

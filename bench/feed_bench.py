@@ -58,6 +58,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 import requests  # noqa: E402
 from sqlalchemy import create_engine, func, insert, select, text  # noqa: E402
 
+from benchlib import load_average, percentile, summary, write_section  # noqa: E402
 from api_bench import (  # noqa: E402
     DEFAULT_PG_URL, EXTENSIONS_PER_TENANT, FIRST_EXTENSION, LOCAL_HOSTS, RING_GROUPS,
     ScratchDatabase, Server, controlplane, extension_row, log, machine_facts, new_http_session,
@@ -101,19 +102,6 @@ QUICK = Size("quick", edges=10, writes=5, write_timeout=5.0, baseline_probes=20,
 # --- small helpers --------------------------------------------------------------------------
 
 
-def percentile(values, p):
-    """Nearest rank."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def summary(values):
-    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
-            "max": max(values, default=math.nan), "min": min(values, default=math.nan)}
-
-
 def ms(seconds):
     return "n/a" if seconds != seconds else f"{seconds * 1000:.1f}"
 
@@ -134,14 +122,6 @@ def proc_status(pid):
     except OSError:
         pass
     return values
-
-
-def load_average():
-    """The 1-minute load average: this machine is shared, and a busy one slows everything."""
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except OSError:
-        return math.nan
 
 
 def cpu_seconds(pid):
@@ -984,19 +964,6 @@ than wall times):
 """
 
 
-def write_docs(text_, path=DOCS):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    current = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nFigures from the scripts in `bench/`; each script rewrites its own "
-        "section.\n")
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text_, current, count=1)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text_
-    path.write_text(current)
-
-
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -1102,7 +1069,7 @@ def main(argv=None):
             "snapshot_timeout": args.snapshot_timeout, "results": all_results,
         }, indent=1, default=str))
     if args.write_docs:
-        write_docs(text_)
+        write_section(text_, BEGIN, END)
         log(f"wrote the {BEGIN} section of {DOCS.relative_to(ROOT)}")
     return 0
 

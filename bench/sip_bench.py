@@ -79,6 +79,8 @@ SIP_DIR = BENCH / "sip"
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(BENCH))
 
+from benchlib import load_average, summary, write_section  # noqa: E402
+
 DOCS = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- bench:sip_bench -->", "<!-- /bench:sip_bench -->"
 HOST = "127.0.0.1"
@@ -125,26 +127,6 @@ QUICK = Size("quick", users=100, step_seconds=3.0, start_rate=100, max_steps=5,
 
 def log(message):
     print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def percentile(values, p):
-    """Nearest rank."""
-    ordered = sorted(values)
-    if not ordered:
-        return math.nan
-    return ordered[max(1, math.ceil(p / 100 * len(ordered))) - 1]
-
-
-def summary(values):
-    return {"n": len(values), "p50": percentile(values, 50), "p99": percentile(values, 99),
-            "max": max(values, default=math.nan), "min": min(values, default=math.nan)}
-
-
-def load_average():
-    try:
-        return float(Path("/proc/loadavg").read_text().split()[0])
-    except OSError:
-        return math.nan
 
 
 def cpu_seconds(pid):
@@ -1574,18 +1556,6 @@ UTC at commit 03a0162; a second run of the rates alone followed at 23:50.
 """
 
 
-def write_docs(text_, path=DOCS):
-    current = path.read_text() if path.exists() else (
-        "# Benchmarks\n\nFigures from the scripts in `bench/`; each script rewrites its own "
-        "section.\n")
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
-    if pattern.search(current):
-        current = pattern.sub(lambda _m: text_, current, count=1)
-    else:
-        current = current.rstrip("\n") + "\n\n" + text_
-    path.write_text(current)
-
-
 # --- main -----------------------------------------------------------------------------------
 
 
@@ -1776,7 +1746,7 @@ def main(argv=None):
     text_ = section(results, size, results["facts"], started_at, args)
     print(text_)
     if args.write_docs and not args.render_json or (args.render_json and args.write_docs):
-        write_docs(text_)
+        write_section(text_, BEGIN, END)
         log(f"wrote {DOCS.relative_to(ROOT)}")
     return 0
 
