@@ -284,12 +284,10 @@ _QDTEXT = r'[^\x00-\x08\x0a-\x1f"\\\x7f]'
 _QUOTED = rf'"(?:{_QDTEXT}++|\\[\x00-\x09\x0b\x0c\x0e-\x7f])*+"'
 _SCHEME = re.compile(rf"[ \t]*({_TOKEN})[ \t]+")
 _PARAM = re.compile(rf"[ \t]*({_TOKEN})[ \t]*=[ \t]*({_TOKEN}|{_QUOTED})[ \t]*")
-# A whole value in one match, for the usual case: the scheme, then the parameters (which
-# _PARAM.findall then takes apart: the same spans, as each is matched deterministically).
-_PARAM_TEXT = rf"[ \t]*{_TOKEN}[ \t]*=[ \t]*(?:{_TOKEN}|{_QUOTED})[ \t]*"
-_WHOLE = re.compile(rf"[ \t]*({_TOKEN})[ \t]+({_PARAM_TEXT}(?:,{_PARAM_TEXT})*)")
-# The same for a value without quoted-pairs (every phone's): findall then gives each value
-# without its quotes, a quoted one in the second group, a token in the third.
+# A whole value without quoted-pairs (every phone's) in one match, for the usual case: the
+# scheme, then the parameters, which _PLAIN_PARAM.findall then takes apart (the same spans,
+# as each is matched deterministically), each value without its quotes: a quoted one in the
+# second group, a token in the third.
 _PLAIN_PARAM = re.compile(rf'[ \t]*({_TOKEN})[ \t]*=[ \t]*(?:"({_QDTEXT}*+)"|({_TOKEN}))[ \t]*')
 _PLAIN_PARAM_TEXT = rf'[ \t]*{_TOKEN}[ \t]*=[ \t]*(?:"{_QDTEXT}*+"|{_TOKEN})[ \t]*'
 _PLAIN_WHOLE = re.compile(
@@ -320,22 +318,12 @@ def _split_auth_value(value):
         params = {name.lower(): quoted or token for name, quoted, token in found}
         if len(params) == len(found):  # else a duplicate: the loop below names it
             return plain.group(1), params
-    whole = _WHOLE.fullmatch(value)
-    if whole is not None:
-        pairs = _PARAM.findall(whole.group(2))
-        params = {name.lower(): raw for name, raw in pairs}
-        if len(params) == len(pairs):  # else a duplicate: the loop below names it
-            for name, raw in params.items():
-                if raw[0] == '"':
-                    raw = raw[1:-1]
-                    params[name] = _QUOTED_PAIR.sub(r"\1", raw) if "\\" in raw else raw
-            return whole.group(1), params
     return _split_stepwise(value)
 
 
 def _split_stepwise(value):
-    """_split_auth_value one parameter at a time: what the two shortcuts read in one
-    match each, and the error of anything else (tests compare the three)."""
+    """_split_auth_value one parameter at a time: what its shortcut reads in one match,
+    values with quoted-pairs, and the error of anything else (tests compare them)."""
     match = _SCHEME.match(value)
     if not match:
         raise DigestError("no authentication scheme")

@@ -455,9 +455,9 @@ def _split_or_error(split, text):
 
 @given(st.lists(st.sampled_from(WIRE_PIECES), max_size=40).map("".join)
        | credentials_and_header().map(lambda case: case[1]))
-def test_the_one_match_shortcuts_read_what_the_stepwise_reading_reads(text):
-    # _split_auth_value reads a value without quoted-pairs, then any well-formed value, in
-    # one match each, and leaves the rest (every error included) to _split_stepwise.
+def test_the_one_match_shortcut_reads_what_the_stepwise_reading_reads(text):
+    # _split_auth_value reads a value without quoted-pairs in one match, and leaves the
+    # rest (quoted-pairs, every error) to _split_stepwise.
     assert _split_or_error(digest._split_auth_value, text) == \
         _split_or_error(digest._split_stepwise, text)
 
