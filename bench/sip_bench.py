@@ -1328,7 +1328,10 @@ def repeats_text(rates, repeats):
         anchor = find_rate(r, "kamailio", children=1, default_children=False)
         verdicts.append(alone)
         at = dt.datetime.fromisoformat(repeat["started_at"]).strftime("%H:%M UTC")
-        rate = lambda kind, **m: f"{find_rate(r, kind, **m)['best']['rate']:,}/s"  # noqa: E731
+
+        def rate(kind, r=r, **match):
+            return f"{find_rate(r, kind, **match)['best']['rate']:,}/s"
+
         lines.append(
             f"The same search run again at {at} (commit "
             f"`{repeat.get('code', {}).get('commit', '?')}`"
