@@ -4,3 +4,9 @@
 digest credentials and keeps registrar state, never touching sockets or reading the clock
 (time is passed in). A thin asyncio layer feeds it bytes.
 """
+
+from . import compiled
+
+# Before any module of the core is imported: an extension built from another source than
+# the one beside it is not used (see sipedge.compiled).
+compiled.install()

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import compiled
 from .core import MD5_ONLY_AGENTS, EdgeCore
 from .link import ControlPlaneLink
 from .sip.digest import ALGORITHMS
@@ -152,7 +153,12 @@ async def _run(args, token):
         loop.add_signal_handler(sig, stopping.set)
     log.info("edge running", extra={"fields": {
         "listen": [f"{t}:{h}:{p}" for t, h, p in server.bound],
-        "control_plane": args.control_plane}})
+        "control_plane": args.control_plane, "core": compiled.summary()}})
+    stale = sorted(name for name, how in compiled.status().items() if how == compiled.STALE)
+    if stale:
+        log.warning("compiled modules built from another source run as plain Python; "
+                    "rebuild them (python setup.py build_ext --inplace)",
+                    extra={"fields": {"modules": stale}})
     await stopping.wait()
     log.info("stopping")
     await server.stop()

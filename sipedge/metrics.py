@@ -4,7 +4,9 @@ at scrape time (nothing is counted twice)."""
 import time
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
+
+from . import compiled
 
 
 class _EdgeCollector:
@@ -78,6 +80,9 @@ class _EdgeCollector:
                                 value=len(server.connections))
         yield GaugeMetricFamily("sipedge_config_version", "Outbox version applied",
                                 value=core.config.version)
+        yield InfoMetricFamily(
+            "sipedge_core", "How the SIP core is loaded: compiled by Cython, python, or mixed",
+            value={"build": compiled.summary()})
         link = server.link
         if link is not None:
             yield GaugeMetricFamily("sipedge_feed_lag", "Versions the edge is behind",

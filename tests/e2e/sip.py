@@ -8,6 +8,7 @@ an address of 127.0.0.0/8; the edges listen on 127.0.0.1 only.
 """
 
 import hashlib
+import json
 import re
 import secrets
 import shutil
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 import pytest
+
+from sipedge import compiled
 
 from .conftest import STOP_TIMEOUT, free_port
 
@@ -75,10 +78,19 @@ class Edge:
             if self.process.poll() is not None:
                 pytest.fail(f"edge {self.name} exited with {self.process.returncode}:\n{self.log()}")
             if wanted in self.log()[offset:]:
+                self.check_core_build(offset)
                 return self
             time.sleep(0.05)
         self.kill()
         pytest.fail(f"edge {self.name} not ready within {EDGE_START_TIMEOUT}s:\n{self.log()}")
+
+    def check_core_build(self, offset):
+        """The process runs the SIP core as the suite was asked to: compiled by Cython (as
+        it ships), or as plain Python under TRUNKLINE_PURE_PYTHON."""
+        running = [json.loads(line) for line in self.log()[offset:].splitlines()
+                   if line.startswith("{") and '"edge running"' in line]
+        wanted = "python" if self.deployment.env.get(compiled.PURE_ENV) else "compiled"
+        assert [entry["core"] for entry in running] == [wanted], running
 
     def stop(self):
         if self.process is None or self.process.poll() is not None:
