@@ -37,7 +37,8 @@ started as `python -m sipedge run` processes. Then:
 3. **registrations per second**: SIPp (bench/sip/register.xml: REGISTER, 401, REGISTER
    with credentials, 200; one user per call, cycling through the injection file) against
    one edge process connected to the control plane; then, the control plane stopped, a new
-   edge process serving the configuration it saved on disk; then Kamailio
+   edge process serving the configuration it saved on disk, and another with its core run
+   as plain Python (TRUNKLINE_PURE_PYTHON=1; the others run it compiled); then Kamailio
    (bench/sip/kamailio.cfg: auth with nonce-count, pv_www_authenticate with the HA1 of each
    user ID from an htable loaded from a db_text file, usrloc in memory, registrar save)
    with 1 UDP child, then with Kamailio's default children; the same users and the same
@@ -359,8 +360,10 @@ class EdgeProcess:
     `like`: an edge stopped before, whose token and state folder this one takes (started
     while the control plane is down, it serves the configuration saved on disk)."""
 
-    def __init__(self, platform, workdir, name, processes, like=None, log_level="info"):
+    def __init__(self, platform, workdir, name, processes, like=None, log_level="info",
+                 pure_python=False):
         from api_bench import free_port
+        from sipedge import compiled
 
         self.name = name
         self.port = free_sip_port()
@@ -376,8 +379,14 @@ class EdgeProcess:
                 "--listen", f"udp:{HOST}:{self.port}", "--listen", f"tcp:{HOST}:{self.port}",
                 "--state-dir", str(self.state_dir), "--metrics", f"{HOST}:{self.metrics_port}",
                 "--log-level", log_level]
+        env = dict(platform.env)
+        if pure_python:  # the core's source as plain Python, not its compiled build
+            env[compiled.PURE_ENV] = "1"
+        else:
+            env.pop(compiled.PURE_ENV, None)
+        self.core = None  # the build of the core it runs, from its "edge running" line
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(args, env=platform.env, cwd=ROOT, stdout=out,
+            self.proc = subprocess.Popen(args, env=env, cwd=ROOT, stdout=out,
                                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         processes.add(f"edge {name}", self.proc, self.stop)
         wanted = "serving the configuration saved on disk" if like else "snapshot applied"
@@ -387,6 +396,8 @@ class EdgeProcess:
                 raise RuntimeError(f"edge {name} exited:\n{self.log()[-3000:]}")
             text = self.log()
             if wanted in text and "edge running" in text:
+                self.core = next(json.loads(line).get("core") for line in text.splitlines()
+                                 if line.startswith("{") and '"edge running"' in line)
                 return
             time.sleep(0.05)
         raise RuntimeError(f"edge {name}: not ready within 60 s:\n{self.log()[-3000:]}")
@@ -957,7 +968,8 @@ def phase_rates(platform, workdir, processes, size, args):
         time.sleep(1.0)
         result = find_max_rate(label, sipp, edge, size, cp)
         metrics = edge.metrics()
-        result.update(kind="edge", variant=variant, processes=1, errors=edge.errors(),
+        result.update(kind="edge", variant=variant, core=edge.core, processes=1,
+                      errors=edge.errors(),
                       rss_kib=rss_kib(edge.proc.pid), metrics={
                           k: v for k, v in metrics.items()
                           if k.split("{")[0] in ("sipedge_events_queued", "sipedge_events_dropped",
@@ -984,6 +996,14 @@ def phase_rates(platform, workdir, processes, size, args):
         edge_run(alone, "edge, control plane stopped", "alone", None)
     finally:
         alone.stop()
+    # The same, its core run from source as plain Python (the build without a compiler).
+    plain = EdgeProcess(platform, workdir, "rate-alone-python", processes, like=edge,
+                        pure_python=True)
+    try:
+        edge_run(plain, "edge, control plane stopped, core as plain Python", "alone-python",
+                 None)
+    finally:
+        plain.stop()
 
     for children in args.kamailio_children:
         kam = Kamailio(workdir, platform.users, platform.realm, children, processes)
@@ -1134,7 +1154,10 @@ def memory_child(count):
     total, by_type = deep_size(
         [core.registrar._by_user, core.registrar._timers, getattr(core, "_sources", {}),
          core._users_at, core.guard._failures], skip_ids=config_ids)
-    result = {"count": count, "bindings": len(core.registrar), "statuses": statuses,
+    from sipedge import compiled
+
+    result = {"count": count, "core": compiled.summary(),
+              "bindings": len(core.registrar), "statuses": statuses,
               "seconds": seconds, "receives": 2 * count,
               "rss_before_kib": rss_before, "rss_end_kib": rss_end, "rss_clear_kib": rss_clear,
               "deep_bytes": total, "by_type": sorted(by_type.items(), key=lambda x: -x[1]),
@@ -1193,7 +1216,8 @@ def rate_rows(results):
             n = max(best["successful"], 1)
             cp = (f"; control plane {best['cp_cpu']:.1f} s ({best['cp_cpu'] / n * 1e6:,.0f} µs)"
                   if r.get("variant") == "connected" else "")
-            rows.append((r["name"], f"**{best['rate']:,}**",
+            core = f" (core: {r['core']})" if r.get("core") else ""
+            rows.append((r["name"] + core, f"**{best['rate']:,}**",
                          f"{best['rtt']['p50']:.0f} / **{best['rtt']['p99']:.0f}** / "
                          f"{best['rtt']['max']:.0f}",
                          f"{best['server_cpu']:.1f} s ({best['server_cpu'] / n * 1e6:,.0f} µs "
@@ -1236,7 +1260,9 @@ def rates_text(rates, size):
         "first connected to the control plane as deployed (it reports each registration as "
         "two events, which the control plane, on the same 2 CPUs, ingests meanwhile), then, "
         "the control plane stopped, a new edge process serving the configuration it saved "
-        "on disk (a registrar alone, as Kamailio is; its events queue, bounded). "
+        "on disk (a registrar alone, as Kamailio is; its events queue, bounded); both run "
+        "the core compiled by Cython, as it ships, and a third process, alone too, runs "
+        "the core's source as plain Python (`TRUNKLINE_PURE_PYTHON=1`). "
         f"Per server: every user registered once, then steps of {size.step_seconds:.0f} s "
         f"from {size.start_rate:,} calls/s, doubling until a step is not clean, then "
         f"bisecting until the bracket is within {size.resolution - 1:.0%} (at most "
@@ -1291,6 +1317,10 @@ def rates_text(rates, size):
         if ratio_of(connected, anchor) is not None:
             extra.append(f"connected to the control plane, the edge does "
                          f"{connected['best']['rate']:,}/s ({ratio_of(connected, anchor):.0%})")
+        plain = find_rate(rates, "edge", variant="alone-python")
+        if ratio_of(plain, anchor) is not None:
+            extra.append(f"with its core as plain Python the edge alone does "
+                         f"{plain['best']['rate']:,}/s ({ratio_of(plain, anchor):.0%})")
         if ratio_of(alone, default) is not None:
             extra.append(f"against Kamailio's default of {KAMAILIO_DEFAULT_CHILDREN} UDP "
                          f"children ({default['processes']} processes in all; "
@@ -1423,7 +1453,8 @@ def section(results, size, facts, started_at, args):
         f"({per_binding:,.0f} B per binding with its indexes). Registering {m['count']:,} "
         f"phones took {m['seconds']:.0f} s: {m['receives'] / m['seconds']:,.0f} "
         "`receive` calls per second in process, one core (while the control plane was "
-        "being set up beside it).",
+        "being set up beside it)"
+        + (f"; the core {m['core']}." if m.get("core") else "."),
         "",
     ]
     # 3. bans
