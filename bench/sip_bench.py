@@ -398,6 +398,10 @@ class EdgeProcess:
             if wanted in text and "edge running" in text:
                 self.core = next(json.loads(line).get("core") for line in text.splitlines()
                                  if line.startswith("{") and '"edge running"' in line)
+                wanted = "python" if pure_python else "compiled"
+                if self.core != wanted:  # it would measure another build than it says
+                    raise RuntimeError(f"edge {name} runs its core {self.core}, not {wanted} "
+                                       "(source scripts/bootstrap compiles it)")
                 return
             time.sleep(0.05)
         raise RuntimeError(f"edge {name}: not ready within 60 s:\n{self.log()[-3000:]}")

@@ -89,7 +89,7 @@ class Edge:
         it ships), or as plain Python under TRUNKLINE_PURE_PYTHON."""
         running = [json.loads(line) for line in self.log()[offset:].splitlines()
                    if line.startswith("{") and '"edge running"' in line]
-        wanted = "python" if self.deployment.env.get(compiled.PURE_ENV) else "compiled"
+        wanted = "python" if compiled.pure_requested(self.deployment.env) else "compiled"
         assert [entry["core"] for entry in running] == [wanted], running
 
     def stop(self):
