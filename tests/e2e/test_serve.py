@@ -7,6 +7,7 @@ SIGTERM exit and a log without a single secret seen here.
 """
 
 import os
+import re
 import stat
 import uuid
 
@@ -169,6 +170,13 @@ def test_openapi_json_is_served_without_a_key(server, deployment):
     paths = set(spec["paths"])
     assert any(p.endswith("/extensions/{number}/dual-registration") for p in paths), paths
     assert any(p.endswith("/extensions/{number}/ring-mode") for p in paths), paths
+
+
+def test_each_worker_rehearses_the_edge_intake_before_serving(server):
+    rehearsed = re.findall(r"edge intake rehearsed in \d+ ms \(rolled back; 9 events, "
+                           r"ban decided: True\)", server.log())
+    assert rehearsed, server.log()
+    assert "rehearsal failed" not in server.log()
 
 
 def test_request_without_a_key_is_a_401(server, deployment):
