@@ -1366,14 +1366,18 @@ def repeats_text(rates, repeats):
         def rate(kind, r=r, **match):
             return f"{find_rate(r, kind, **match)['best']['rate']:,}/s"
 
+        plain = find_rate(r, "edge", variant="alone-python")
         lines.append(
-            f"The same search run again at {at} (commit "
+            f"The same search in another run, at {at} (commit "
             f"`{repeat.get('code', {}).get('commit', '?')}`"
             + (" with product files changed beside it" if repeat.get("code", {}).get("dirty")
                else "") + f"): the edge alone "
             f"{rate('edge', variant='alone')}, connected {rate('edge', variant='connected')}, "
             f"Kamailio with 1 UDP child {anchor['best']['rate']:,}/s: "
-            + (f"{alone:.0%} and {connected:.0%}." if alone is not None else "not measured."))
+            + (f"{alone:.0%} and {connected:.0%}" if alone is not None else "not measured")
+            + (f"; the core as plain Python {rate('edge', variant='alone-python')} "
+               f"({ratio_of(plain, anchor):.0%})." if ratio_of(plain, anchor) is not None
+               else "."))
         lines.append("")
     met = [v is not None and v >= 0.5 for v in verdicts]
     lines.append(f"**Over the {len(verdicts)} runs: "
@@ -1543,54 +1547,42 @@ def bans_text(bans):
 
 
 FINDINGS = """
-What the runs of 2026-12-06 from 22:36 UTC say (another machine than the runs before it
-that day: 2 CPUs, AMD EPYC, about 3.5 times faster; Kamailio spent 34 µs of CPU a
-registration here against 90 to 117 µs there). The table above is the full run of 23:36
-UTC at commit 03a0162; a second run of the rates alone followed at 23:50.
+What the runs of 2026-12-07 say (the same kind of machine as the day before's last runs:
+2 CPUs, AMD EPYC; Kamailio spent 31 to 33 µs of CPU a registration). The table above is
+the full run of 01:19 UTC at commit ff0d6be; the full run of 00:49 (commit c35d101: the
+same edge, without the control plane's warm-up) and a run of the rates alone at 01:33
+(ff0d6be) are summed up under it.
 
-- **Registrations per second: at the target's line, not reliably met.** In the full run
-  the edge alone held 8,724/s and connected 8,000/s against Kamailio with one UDP child at
-  16,000/s: 55 and 50 %. In the rates run 14 minutes later the edge held 9,514/s alone and
-  8,724/s connected, Kamailio 20,749/s: 46 and 42 %. Kamailio's own figure moved by a
-  quarter between the runs: at 17,448 to 22,627/s it lost steps to a few hundred
-  retransmissions while its CPU was about 70 % busy, in one run and not in the other (a
-  separate search at 22:49 found 19,027/s). The edge alone spent 106 to 111 µs of CPU a
-  registration at its highest clean rate; half of Kamailio's best figure here (20,749/s)
-  needs about 95 µs.
-- **What changed this session.** (1) The rate search's ceiling was 20,000/s: at 22:36
-  Kamailio held 16,000/s and the search stopped there, at the ceiling, not at Kamailio's
-  limit (commit 06e7769: 200,000/s). (2) `scripts/bootstrap` makes `.venv` with Debian's
-  `/usr/bin/python3` (3.11.2, statically linked, PGO and LTO) instead of the first
-  `python3` on PATH, here a pyenv 3.11.7 built without them and with a shared libpython:
-  the core's replay of SIPp's conversations (2,000 users, `core.receive` through the
-  shell's `handle`) went from 87 to 92 µs a registration to 77 to 79, the live edge at
-  8,000/s from 122 to 114 µs. The whole suite passes on it. (3) Digest credentials
-  without quoted-pairs (every phone's) are read by one match and one findall that give
-  the values unquoted (6.3 to 5.2 µs a parse), and the nonce's HMAC-SHA256 hashes each
-  key's padded states once (0.54 µs a tag against hmac.digest's 1.36; two tags a
-  registration); property tests compare both with the readings they shortcut. The replay
-  then took 73 to 75 µs a registration.
-- **Where the edge's time goes, live** (py-spy at 8,000/s, alone): 78 % in the core's
-  handling of the messages, 17 % in `sendto` (on loopback the kernel delivers the answer
-  to SIPp's socket and wakes SIPp within that call), 2 % in `recvfrom`. The flat rest:
-  reading the request (about 9 µs a message), the credentials (5), nonces (3 to 4 each
-  way), the registrar and the two events of a registration (together about 10).
-- **Tried and not kept.** Garbage collector thresholds of 50,000/50/100, or no collection
-  at all: in process the collector took 2.2 to 3.5 µs a registration at the default
-  thresholds and 2.5 to 2.8 at those (three replays each); live, 107 to 109 against 112
-  to 114 µs at 9,514/s in two runs each, within this machine's noise. Not adopted on that
-  evidence. Building the head's field
-  list only for the full parser: no measurable change.
-- **Memory: 917 B per binding, under the 1 KB target** (unchanged); 100,000 phones
-  registered through `core.receive` in 15 s.
-- **Deciding failure → dropped on all 3 edges: under 100 ms on both databases.** p99 (the
-  largest of 20 trials) 26.3 ms on SQLite and 61.7 ms on PostgreSQL, p50 17.2 and 26.0
-  ms. On PostgreSQL the largest is the first trial: a gunicorn worker's first POST of
-  events costs 50 to 100 ms against about 8 later (measured with one worker). Warming
-  each worker before it serves (mappers configured, two connections opened, every table
-  read once, one refused request served) did not change that first POST (34 to 85 ms
-  with it, 61 to 67 without, three runs each): the cost is in the intake's own
-  statements, compiled and planned on first use. Not kept.
+- **Registrations per second: met in each of the three runs.** The edge alone held
+  13,455, 12,338 and 13,455/s against Kamailio with one UDP child at 19,027, 20,749 and
+  20,749/s: 71, 59 and 65 %. Connected to the control plane it held 11,314, 12,338 and
+  12,338/s: 59 % each time. Even against the best Kamailio did in any configuration that
+  day (22,627/s, default children, 00:49) the edge's lowest figure is 55 %.
+- **What made the difference: the core compiled by Cython from its unchanged source**
+  (commit 69f266c; `sipedge/compiled.py`, `setup.py`). In process (a replay of SIPp's
+  conversation through `core.receive`, 10,000 users) a registration took 80 to 92 µs as
+  plain Python and 51 to 56 µs compiled. Live, at the highest clean rate, the edge alone
+  spent 72 to 76 µs of CPU a registration compiled, 99 to 104 µs as plain Python. Plain
+  Python, measured in the same runs, held 10,375, 10,375 and 9,514/s: 55, 50 and 46 %,
+  the line it stood at the day before (46 to 55 %).
+- **Where the rest goes**: the day before's profile (py-spy, plain Python, 8,000/s) put
+  17 % of the edge's time in `sendto` (on loopback the kernel delivers the answer to
+  SIPp's socket and wakes SIPp within that call) and 2 % in `recvfrom`; the compiled core
+  shrinks the other 78 %, not these.
+- **Deciding failure → dropped on all 3 edges: under 100 ms on both databases, now with a
+  margin.** p99 (the largest of 20 trials) 19.2 ms on SQLite and 32.3 ms on PostgreSQL.
+  In the 00:49 run PostgreSQL's was 105.1 ms: its first trial, the first batch of events
+  that gunicorn worker applied, took 85 ms to decide against about 20 later (statements
+  compiled by SQLAlchemy and planned by PostgreSQL on first use; warming the pool, the
+  mappers and every table did not help, 2026-12-06). Each worker now rehearses the intake
+  up to a ban, rolled back, before it serves (commit ff0d6be, `controlplane/warmup.py`):
+  the first trial went from 33 to 67 ms to 27 to 33 ms (ban phase alone on PostgreSQL,
+  3 runs each).
+- **Memory: 917 B per binding, under the 1 KB target** (unchanged; the objects are the
+  same in the compiled core); 100,000 phones registered through `core.receive` in 11 s.
+- **Tried and not kept (2026-12-06)**: garbage collector thresholds of 50,000/50/100, or
+  no collection (within the machine's noise); building the head's field list only for
+  the full parser (no measurable change).
 """
 
 
