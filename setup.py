@@ -31,8 +31,8 @@ CYTHON_DIRECTIVES = {
 
 
 class BuildExt(build_ext):
-    """Cythonizes at build time, recompiles every module whose source is not the one its
-    extension was built from (by digest, not by file times), and records what it built."""
+    """Compiles every module whose source is not the one its extension was built from (by
+    digest, not by file times), leaves the others alone, and records what is built."""
 
     def run(self):
         target = ROOT / "sipedge" if self.inplace else Path(self.build_lib) / "sipedge"
@@ -45,8 +45,13 @@ class BuildExt(build_ext):
                     and entry.get("extension") == extension.name
                     and entry.get("source_sha256") == digests[name])
 
+        if not self.extensions:  # TRUNKLINE_PURE_PYTHON: nothing built, nothing touched
+            return super().run()
+        # Decided by content alone: a current module is left as it is (its extension and
+        # whatever a build folder holds are not looked at); a stale one is made from its
+        # source now, .c and extension both.
         self._stale = {ext.name for ext in self.extensions if not current(ext.name)}
-        self._built = set()
+        self._built = {name for name in digests if name not in self._stale}
         super().run()
         built = {name: digests[name] for name in self._built}
         compiled.remove_strays(target, keep=built)  # failed builds leave older ones
@@ -55,22 +60,31 @@ class BuildExt(build_ext):
     def build_extension(self, ext):
         """C from the module's source (Cython), then the extension from the C; an error
         here is a failed optional extension: that module runs as plain Python."""
+        if ext.name not in self._stale:
+            return
         try:
             from Cython.Build import cythonize
         except ImportError:
             raise CompileError("Cython is missing") from None
-        stale = ext.name in self._stale
         ext.sources = cythonize(
             Extension(ext.name, list(ext.sources), optional=True),
-            build_dir="build/cython", quiet=True, force=stale,
+            build_dir="build/cython", quiet=True, force=True,
             compiler_directives=CYTHON_DIRECTIVES)[0].sources
-        force = self.force
-        self.force = force or stale
+        force, self.force = self.force, True
         try:
             super().build_extension(ext)  # raises if it fails: not recorded as built
         finally:
             self.force = force
         self._built.add(ext.name)
+
+    def copy_extensions_to_source(self):
+        """In place: only what this run compiled (the build folder may hold older ones)."""
+        every, self.extensions = self.extensions, [
+            ext for ext in self.extensions if ext.name in self._stale]
+        try:
+            super().copy_extensions_to_source()
+        finally:
+            self.extensions = every
 
 
 def extensions():

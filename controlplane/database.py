@@ -39,6 +39,7 @@ def init_app(app):
     notifier.watch(sessions)  # a commit that wrote the outbox wakes this worker's long-polls
     app.extensions["trunkline"] = {
         "engine": engine,
+        "platform": platform,
         "sessions": sessions,
         "notifier": notifier,
         # Long-polls one worker holds at once; the rest of its threads serve the API.

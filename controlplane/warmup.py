@@ -15,8 +15,9 @@ and schema as a real batch. (The ban engine commits an empty placeholder of the 
 failure window on a connection of its own, as for any batch that rolls back; the
 rehearsal deletes it afterwards.)
 
-It waits for no lock: if another writer holds the database, the rehearsal is skipped, and
-it never stops a worker from serving (a failure is logged and the worker goes on).
+It waits for a lock at most REHEARSAL_LOCK_WAIT_MS (workers that boot together take their
+turns) and runs at most REHEARSAL_STATEMENT_MS a statement on PostgreSQL: past either it is
+skipped. Whatever happens, the worker then serves (a failure is logged with its cause).
 """
 
 import logging
@@ -26,7 +27,7 @@ import uuid
 from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from tenants.db import BRIEF_LOCK_WAIT_MS, make_sessionmaker
+from tenants.db import is_lock_timeout, make_sessionmaker, waiting_briefly
 from tenants.models import Ban
 from tenants.scope import platform_principal
 from tenants.services import bans, edges, extensions, tenants
@@ -37,47 +38,49 @@ log = logging.getLogger(__name__)
 
 # TEST-NET-1 (RFC 5737): never a real phone's or attacker's address.
 PHONE, ATTACKER = "192.0.2.1", "192.0.2.2"
+# Workers that boot together queue for the write lock one after the other (a rehearsal
+# holds it 40 to 200 ms); a writer that holds it longer than this makes the worker skip.
+REHEARSAL_LOCK_WAIT_MS = 2000
+REHEARSAL_STATEMENT_MS = 5000
 
 
 def rehearse_edge_intake(app, logger=log):
     """Apply one edge batch in a transaction that is rolled back; returns the summary
-    ingest_events gave, or None when it was skipped or failed. `logger`: gunicorn's, in a
-    worker (the app configures no logging of its own)."""
+    ingest_events gave (and whether the ban was decided), or None when it was skipped or
+    failed. `logger`: gunicorn's, in a worker (the app configures no logging of its own)."""
     trunkline = app.extensions["trunkline"]
     began = time.monotonic()
     try:
-        result = _rehearse(trunkline["engine"], trunkline["sessions"].kw["info"]["platform"])
-    except OperationalError as exc:  # another writer holds the database: not now
-        logger.info("edge intake rehearsal skipped: %s", exc.orig or exc)
+        result = _rehearse(trunkline["engine"], trunkline["platform"])
+    except OperationalError as exc:
+        if not is_lock_timeout(exc.orig):
+            logger.exception("edge intake rehearsal failed; the worker serves anyway")
+            return None
+        logger.info("edge intake rehearsal skipped, the database was busy: %s",
+                    exc.orig)
         return None
     except Exception:
         logger.exception("edge intake rehearsal failed; the worker serves anyway")
         return None
     logger.info("edge intake rehearsed in %.0f ms (rolled back; %d events, ban decided: %s)",
-             (time.monotonic() - began) * 1000, result["applied"], result["banned"])
+                (time.monotonic() - began) * 1000, result["applied"], result["banned"])
     return result
 
 
 def _rehearse(engine, platform):
-    engine = engine.execution_options(sqlite_read_only=False,
-                                      sqlite_lock_wait_ms=BRIEF_LOCK_WAIT_MS)
     # Sessions like the app's (audit, outbox) but not its notifier: nothing is announced.
     factory = make_sessionmaker(engine, platform)
-    with engine.connect() as conn:
-        outer = conn.begin()
-        try:
-            if conn.dialect.name == "postgresql":
-                conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BRIEF_LOCK_WAIT_MS}ms'")
-            # The services commit: here each commit only releases a savepoint.
-            with factory(bind=conn, join_transaction_mode="create_savepoint") as session:
-                result = _apply_batch(session)
-        finally:
-            outer.rollback()
-    # On PostgreSQL the ban engine commits the attacker's window as an empty placeholder
-    # on a connection of its own (tenants.services.bans._create_placeholders): gone too.
-    with factory(bind=engine) as session:
-        bans.discard_placeholders(session, [ATTACKER])
-        session.commit()
+    with waiting_briefly(engine, REHEARSAL_LOCK_WAIT_MS, keep=False) as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql(f"SET LOCAL statement_timeout = {REHEARSAL_STATEMENT_MS}")
+        # The services commit: here each commit only releases a savepoint.
+        with factory(bind=conn, join_transaction_mode="create_savepoint") as session:
+            result = _apply_batch(session)
+    if engine.dialect.name == "postgresql":
+        # The ban engine commits the attacker's window as an empty placeholder on a
+        # connection of its own (tenants.services.bans._create_placeholders): gone too.
+        with waiting_briefly(engine, REHEARSAL_LOCK_WAIT_MS) as conn:
+            bans.discard_placeholders(conn, [ATTACKER])
     return result
 
 
@@ -87,7 +90,7 @@ def _apply_batch(session):
     edge, _token = edges.enroll_edge(session, principal, name=name)
     tenant = tenants.create_tenant(session, principal, name=name)
     extension = extensions.create_extension(session, principal, tenant.trunk_number,
-                                          number="101", name="warm-up")
+                                            number="101", name="warm-up")
     user_id = tenant.trunk_number + extension.number
     max_retry = bans.get_policy(session).max_retry
     raw = [
@@ -101,6 +104,10 @@ def _apply_batch(session):
         {"type": "unregistration", "user_id": user_id},
     ]
     batch = BatchSchema().load({"batch_id": name, "events": raw})
+    # A request's batch finds its session's transaction begun only where it holds the write
+    # lock already; begun here too, the batch reads under that lock as a real first one
+    # does when no other process writes (bans._unlocked_reader).
+    session.connection()
     result = edges.ingest_events(session, edge, **batch)
     result["banned"] = session.scalar(select(func.count()).select_from(Ban).where(
         Ban.source == ATTACKER, Ban.user_id.is_(None))) > 0

@@ -359,18 +359,26 @@ def is_reader(session):
 
 
 @contextlib.contextmanager
-def waiting_briefly(engine):
-    """A transaction of its own (committed on exit) that gives up with OperationalError
-    after BRIEF_LOCK_WAIT_MS instead of queueing behind a lock: for bookkeeping writes
-    that must never hold up the work they accompany. (On SQLite: the writers' queue and
-    then BEGIN IMMEDIATE, within BRIEF_LOCK_WAIT_MS together; a thread that holds the
-    queue itself skips it and meets SQLite's busy timeout, set to that limit.)"""
-    engine = engine.execution_options(sqlite_read_only=False,
-                                      sqlite_lock_wait_ms=BRIEF_LOCK_WAIT_MS)
-    with engine.connect() as conn, conn.begin():
+def waiting_briefly(engine, wait_ms=BRIEF_LOCK_WAIT_MS, *, keep=True):
+    """A transaction of its own (committed on exit; rolled back with keep=False) that gives
+    up with OperationalError after wait_ms instead of queueing behind a lock: for
+    bookkeeping writes that must never hold up the work they accompany. (On SQLite: the
+    writers' queue and then BEGIN IMMEDIATE, within wait_ms together; a thread that holds
+    the queue itself skips it and meets SQLite's busy timeout, set to that limit.)"""
+    engine = engine.execution_options(sqlite_read_only=False, sqlite_lock_wait_ms=wait_ms)
+    with engine.connect() as conn, conn.begin() as transaction:
         if conn.dialect.name != "sqlite":
-            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{BRIEF_LOCK_WAIT_MS}ms'")
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{wait_ms}ms'")
         yield conn
+        if not keep:
+            transaction.rollback()
+
+
+def is_lock_timeout(error):
+    """Did this DBAPI error (an OperationalError's .orig) give up waiting for a lock?"""
+    if getattr(error, "sqlstate", None) in ("55P03", "57014"):  # lock_not_available,
+        return True  # query_canceled (statement_timeout)
+    return isinstance(error, sqlite3.OperationalError) and "locked" in str(error)
 
 
 def make_sessionmaker(engine, platform):

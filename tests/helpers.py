@@ -1,5 +1,25 @@
 """A small HTTP client of the API for tests, and builders of common fixtures' data."""
 
+import importlib.util
+import os
+import shutil
+import sysconfig
+
+from sipedge import compiled
+
+
+def expected_core_build(environ=os.environ):
+    """How the suite expects the SIP core to run: 'python' under TRUNKLINE_PURE_PYTHON or
+    where it cannot be built (no C compiler, Python headers or Cython: scripts/bootstrap
+    then only warns), else 'compiled', as the edge ships."""
+    if compiled.pure_requested(environ):
+        return "python"
+    compiler = (sysconfig.get_config_var("CC") or "cc").split()[0]
+    headers = os.path.join(sysconfig.get_paths()["include"], "Python.h")
+    buildable = (shutil.which(compiler) and os.path.exists(headers)
+                 and importlib.util.find_spec("Cython") is not None)
+    return "compiled" if buildable else "python"
+
 
 class ApiClient:
     PREFIX = "/api/v1"

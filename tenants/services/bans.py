@@ -655,10 +655,10 @@ def _create_placeholders(session, sources, at):
         conn.execute(_PG_PLACEHOLDERS, {"sources": sources, "at": at})
 
 
-def discard_placeholders(session, sources):
+def discard_placeholders(conn, sources):
     """Delete the windows of these sources that are still empty placeholders (left by a
     batch that rolled back, see _create_placeholders); a window with anything in it stays."""
-    session.execute(delete(FailureWindow).where(
+    conn.execute(delete(FailureWindow).where(
         FailureWindow.source.in_(sources), FailureWindow.failures == 0,
         cast(_WINDOWS.c.recent, Text) == "[]"))
 

@@ -10,8 +10,9 @@ import pytest
 
 from sipedge.core import EdgeCore
 from sipedge.metrics import render_metrics
-from sipedge import compiled, shell
+from sipedge import shell
 from sipedge.shell import EdgeServer, machine_addresses, own_addresses
+from tests.helpers import expected_core_build
 
 OPTIONS = (b"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.2;branch=z9hG4bK1\r\n"
            b"From: <sip:a@x>;tag=1\r\nTo: <sip:a@x>\r\nCall-ID: c1\r\nCSeq: 1 OPTIONS\r\n"
@@ -207,8 +208,7 @@ def test_metrics_are_served_in_prometheus_text_format():
             assert body.startswith("HTTP/1.1 200")
             assert "# TYPE sipedge_registrations gauge" in body
             assert "sipedge_auth_failures_total 0.0" in body
-            build = "python" if compiled.pure_requested() else "compiled"
-            assert f'sipedge_core_info{{build="{build}"}} 1.0' in body
+            assert f'sipedge_core_info{{build="{expected_core_build()}"}} 1.0' in body
         finally:
             await server.stop()
 
