@@ -2,9 +2,9 @@
 
 The modules of the sans-IO SIP core (`sipedge.compiled.MODULES`) are compiled by Cython
 from their unchanged Python source into extension modules beside it; the edge then spends
-about a third less CPU per registration (docs/benchmarks.md). Each is optional: where one
-does not build (no C compiler, no Python headers, no Cython) the build says so and goes on,
-and that module runs as plain Python; TRUNKLINE_PURE_PYTHON=1 builds none. The build
+a quarter to a third less CPU per registration (docs/benchmarks.md). Each is optional:
+where one does not build (no C compiler, no Python headers, no Cython) the build says so
+and goes on, and that module runs as plain Python; TRUNKLINE_PURE_PYTHON=1 builds none. The build
 records in sipedge/compiled.json which source each extension was compiled from, and
 `sipedge.compiled` uses an extension only when that is the source beside it.
 
