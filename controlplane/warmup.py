@@ -17,7 +17,9 @@ rehearsal deletes it afterwards.)
 
 It waits for a lock at most REHEARSAL_LOCK_WAIT_MS (workers that boot together take their
 turns) and runs at most REHEARSAL_STATEMENT_MS a statement on PostgreSQL: past either it is
-skipped. Whatever happens, the worker then serves (a failure is logged with its cause).
+skipped. While it runs it holds what any batch holds (SQLite's write lock, PostgreSQL's
+outbox counter row): 40 to 200 ms, once per worker start. Whatever happens, the worker
+then serves (a failure is logged with its cause).
 """
 
 import logging
