@@ -9,11 +9,11 @@ decision. So each worker, before it accepts connections (deploy/gunicorn.conf.py
 post_worker_init), applies a batch like an edge's, on a connection of its own pool, in a
 transaction that is rolled back: an edge enrolled, a tenant and an extension made, then a
 heartbeat, a registration and a success from 192.0.2.1, failures from 192.0.2.2 up to the
-ban they decide (documentation addresses, RFC 5737). Nothing of it is committed, no long-
-poll learns of it (the sessions are not the app's, which wake them), and it runs through
-the same services and schema as a real batch. (On PostgreSQL the ban engine commits an
-empty placeholder of the attacker's failure window on a connection of its own, as for any
-batch that rolls back; the rehearsal deletes it afterwards.)
+ban they decide (documentation addresses, RFC 5737). Nothing of it is committed, no
+long-poll learns of it (the sessions are not the app's, which wake them), and it runs
+through the same services and schema as a real batch. (On PostgreSQL the ban engine
+commits an empty placeholder of the attacker's failure window on a connection of its own,
+as for any batch that rolls back; the rehearsal deletes it afterwards.)
 
 It waits for a lock at most REHEARSAL_LOCK_WAIT_MS (workers that boot together take their
 turns) and runs at most REHEARSAL_STATEMENT_MS a statement on PostgreSQL: past either it is
