@@ -54,15 +54,11 @@ def rehearse_edge_intake(app, logger=log):
     began = time.monotonic()
     try:
         result = _rehearse(trunkline["engine"], trunkline["platform"])
-    except OperationalError as exc:
-        if not is_lock_timeout(exc.orig):
+    except Exception as exc:
+        if isinstance(exc, OperationalError) and is_lock_timeout(exc.orig):
+            logger.info("edge intake rehearsal skipped, the database was busy: %s", exc.orig)
+        else:
             logger.exception("edge intake rehearsal failed; the worker serves anyway")
-            return None
-        logger.info("edge intake rehearsal skipped, the database was busy: %s",
-                    exc.orig)
-        return None
-    except Exception:
-        logger.exception("edge intake rehearsal failed; the worker serves anyway")
         return None
     logger.info("edge intake rehearsed in %.0f ms (rolled back; %d events, ban decided: %s)",
                 (time.monotonic() - began) * 1000, result["applied"], result["banned"])

@@ -127,7 +127,7 @@ def decide(package_dir, *, pure=False):
     package_dir = Path(package_dir)
     manifest = read_manifest(package_dir)
     decision = {}
-    for name, extension in extensions_in(package_dir).items():
+    for name in extensions_in(package_dir):
         if name not in MODULES:
             decision[name] = STALE if source_path(package_dir, name).exists() else ORPHAN
     for name in MODULES:
